@@ -1,0 +1,42 @@
+export { decodePacket, PacketDecoder, type PacketDecoderOptions } from './decoder.js';
+export { encode, encodedLength, encodeInto } from './encoder.js';
+export {
+  CodecError,
+  type CodecErrorCode,
+  type CodecErrorDetails,
+  isCodecError,
+  type ReferenceErrorCode,
+} from './errors.js';
+export { MAX_REMAINING_LENGTH, utf8Length } from './primitives.js';
+export { encodePublishFrame, PublishFrame, type PublishFrameInput } from './publish-frame.js';
+export {
+  isValidTopicFilter,
+  isValidTopicName,
+  topicFilterProblem,
+  topicNameProblem,
+} from './topic.js';
+export {
+  type AckPacket,
+  type ConnackPacket,
+  ConnackReturnCode,
+  type ConnectPacket,
+  type DisconnectPacket,
+  type Packet,
+  PacketType,
+  type PingreqPacket,
+  type PingrespPacket,
+  type ProtocolLevel,
+  type PubackPacket,
+  type PubcompPacket,
+  type PublishPacket,
+  type PubrecPacket,
+  type PubrelPacket,
+  type QoS,
+  type SubackPacket,
+  SubackReturnCode,
+  type SubscribePacket,
+  type Subscription,
+  type UnsubackPacket,
+  type UnsubscribePacket,
+  type Will,
+} from './types.js';

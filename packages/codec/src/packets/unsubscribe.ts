@@ -1,0 +1,67 @@
+import { CodecError } from '../errors.js';
+import {
+  checkPacketId,
+  type Reader,
+  remainingLengthSize,
+  utf8Length,
+  writeRemainingLength,
+  writeU16,
+  writeUtf8,
+} from '../primitives.js';
+import { topicFilterProblem } from '../topic.js';
+import type { UnsubscribePacket } from '../types.js';
+
+const UNSUBSCRIBE = 10;
+
+/** Decodes an UNSUBSCRIBE body (3.10): a packet identifier and one or more topic filters. */
+export function decodeUnsubscribe(r: Reader): UnsubscribePacket | CodecError {
+  const packetId = r.packetId();
+  if (r.error !== undefined) return r.error;
+  const topicFilters: string[] = [];
+  while (r.remaining > 0) {
+    const filter = r.utf8('topic filter');
+    if (r.error !== undefined) return r.error;
+    const problem = topicFilterProblem(filter);
+    if (problem !== undefined) {
+      return new CodecError('CODEC_INVALID_TOPIC_FILTER', `${problem}: "${filter}"`, {
+        packetType: UNSUBSCRIBE,
+      });
+    }
+    topicFilters.push(filter);
+  }
+  if (topicFilters.length === 0) {
+    return new CodecError(
+      'CODEC_NO_TOPIC_FILTERS',
+      'UNSUBSCRIBE must contain at least one topic filter [MQTT-3.10.3-2]',
+      { packetType: UNSUBSCRIBE },
+    );
+  }
+  return { type: 'unsubscribe', packetId, topicFilters };
+}
+
+export function measureUnsubscribe(packet: UnsubscribePacket): number {
+  if (packet.topicFilters.length === 0) {
+    throw new CodecError(
+      'CODEC_INVALID_ARGUMENT',
+      'UNSUBSCRIBE needs at least one topic filter [MQTT-3.10.3-2]',
+    );
+  }
+  let length = 2;
+  for (const filter of packet.topicFilters) {
+    const problem = topicFilterProblem(filter);
+    if (problem !== undefined)
+      throw new CodecError('CODEC_INVALID_ARGUMENT', `UNSUBSCRIBE filter: ${problem}`);
+    length += 2 + utf8Length(filter);
+  }
+  remainingLengthSize(length);
+  return length;
+}
+
+export function writeUnsubscribe(packet: UnsubscribePacket, target: Uint8Array, pos: number): number {
+  const length = measureUnsubscribe(packet);
+  target[pos++] = (UNSUBSCRIBE << 4) | 0x02; // [MQTT-3.10.1-1] flags 0010
+  pos = writeRemainingLength(target, pos, length);
+  pos = writeU16(target, pos, checkPacketId(packet.packetId, 'UNSUBSCRIBE'));
+  for (const filter of packet.topicFilters) pos = writeUtf8(target, pos, filter, utf8Length(filter));
+  return pos;
+}
