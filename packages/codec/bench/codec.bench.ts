@@ -17,8 +17,8 @@ const mqttPacket = require('mqtt-packet') as {
   generate(packet: object): Buffer;
 };
 
-const ROUNDS = Number(process.env.ROUNDS ?? 5);
-const MS = Number(process.env.MS ?? 400);
+const ROUNDS = Number(process.env['ROUNDS'] ?? 5);
+const MS = Number(process.env['MS'] ?? 400);
 
 interface Case {
   name: string;

@@ -6,7 +6,7 @@ import { encodePublish, measurePublish, writePublish } from './packets/publish.j
 import { measureSuback, writeSuback } from './packets/suback.js';
 import { measureSubscribe, writeSubscribe } from './packets/subscribe.js';
 import { measureUnsubscribe, writeUnsubscribe } from './packets/unsubscribe.js';
-import { allocate, remainingLengthSize } from './primitives.js';
+import { allocate, checkPacketId, remainingLengthSize } from './primitives.js';
 import type { Packet } from './types.js';
 
 /** The Remaining Length of a packet: the bytes after its fixed header. */
@@ -22,12 +22,19 @@ function measure(packet: Packet): number {
       return measureSuback(packet);
     case 'unsubscribe':
       return measureUnsubscribe(packet);
+    // Fields are checked here, before anything is written, so that encodedLength throws for a
+    // packet that cannot be encoded and encodeInto writes nothing.
     case 'connack':
+      if (!Number.isInteger(packet.returnCode) || packet.returnCode < 0 || packet.returnCode > 5) {
+        throw new CodecError('CODEC_INVALID_ARGUMENT', `CONNACK return code ${packet.returnCode} is not 0–5`);
+      }
+      return 2;
     case 'puback':
     case 'pubrec':
     case 'pubrel':
     case 'pubcomp':
     case 'unsuback':
+      checkPacketId(packet.packetId, packet.type.toUpperCase());
       return 2;
     case 'pingreq':
     case 'pingresp':

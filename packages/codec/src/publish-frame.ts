@@ -43,6 +43,16 @@ export class PublishFrame {
    * several packets into one buffer); returns the bytes written.
    */
   writeInto(target: Uint8Array, offset: number, packetId: number, dup = false): number {
+    // Checked before the first byte is written: a throw leaves `target` untouched.
+    if (!Number.isInteger(offset) || offset < 0 || offset + this.bytes.length > target.length) {
+      throw new CodecError(
+        'CODEC_INVALID_ARGUMENT',
+        `PUBLISH needs ${this.bytes.length} bytes at offset ${offset}; the buffer has ${target.length}`,
+      );
+    }
+    if (this.qos > 0 && (!Number.isInteger(packetId) || packetId < 1 || packetId > 0xffff)) {
+      throw new CodecError('CODEC_INVALID_ARGUMENT', `packet identifier ${packetId} is outside 1–65535`);
+    }
     target.set(this.bytes, offset);
     if (this.qos > 0) this.patch(target, offset, packetId, dup);
     return this.bytes.length;

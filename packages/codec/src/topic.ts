@@ -11,6 +11,7 @@ export function topicNameProblem(topic: string): string | undefined {
     if (c === 0x2b /* + */ || c === 0x23 /* # */) {
       return 'a topic name must not contain the wildcards + or # [MQTT-3.3.2-2] [MQTT-4.7.1-1]';
     }
+    if (c === 0) return 'a topic name must not contain U+0000 [MQTT-4.7.3-2]';
   }
   return undefined;
 }
@@ -26,6 +27,8 @@ export function topicFilterProblem(filter: string): string | undefined {
       if ((i > 0 && filter.charCodeAt(i - 1) !== 0x2f) || i !== n - 1) {
         return 'the multi-level wildcard # must be alone in the last level of a filter [MQTT-4.7.1-2]';
       }
+    } else if (c === 0) {
+      return 'a topic filter must not contain U+0000 [MQTT-4.7.3-2]';
     } else if (c === 0x2b /* + */) {
       // [MQTT-4.7.1-3] '+' occupies an entire level.
       if ((i > 0 && filter.charCodeAt(i - 1) !== 0x2f) || (i < n - 1 && filter.charCodeAt(i + 1) !== 0x2f)) {

@@ -167,12 +167,59 @@ export function writeConnect(packet: ConnectPacket, target: Uint8Array, pos: num
   return pos;
 }
 
-/** The Remaining Length of a CONNECT. */
+/**
+ * The Remaining Length of a CONNECT. Every field is checked here, before anything is written, so
+ * that encodedLength throws CODEC_INVALID_ARGUMENT for a CONNECT that cannot be encoded and
+ * encodeInto writes nothing for it.
+ */
 export function measureConnect(packet: ConnectPacket): number {
-  let length = 2 + packet.protocolName.length + 1 + 1 + 2 + 2 + utf8Length(packet.clientId);
-  if (packet.will !== undefined) length += 2 + utf8Length(packet.will.topic) + 2 + packet.will.payload.length;
-  if (packet.username !== undefined) length += 2 + utf8Length(packet.username);
-  if (packet.password !== undefined) length += 2 + packet.password.length;
+  const { protocolLevel, will, username, password, keepaliveSeconds } = packet;
+  const protocolName = PROTOCOL_NAME_OF_LEVEL[protocolLevel];
+  if (protocolName === undefined || packet.protocolName !== protocolName) {
+    throw new CodecError(
+      'CODEC_INVALID_ARGUMENT',
+      `CONNECT protocolName "${packet.protocolName}" does not go with level ${protocolLevel}`,
+    );
+  }
+  if (password !== undefined && username === undefined) {
+    throw new CodecError('CODEC_INVALID_ARGUMENT', 'CONNECT password needs a username [MQTT-3.1.2-22]');
+  }
+  if (!Number.isInteger(keepaliveSeconds) || keepaliveSeconds < 0 || keepaliveSeconds > 0xffff) {
+    throw new CodecError('CODEC_INVALID_ARGUMENT', `CONNECT keep alive ${keepaliveSeconds} is not 0–65535`);
+  }
+  let length = 2 + protocolName.length + 1 + 1 + 2 + stringFieldLength(packet.clientId, 'client identifier');
+  if (will !== undefined) {
+    if (will.qos !== 0 && will.qos !== 1 && will.qos !== 2) {
+      throw new CodecError(
+        'CODEC_INVALID_ARGUMENT',
+        `CONNECT will QoS must be 0, 1 or 2, got ${String(will.qos)} [MQTT-3.1.2-14]`,
+      );
+    }
+    const problem = topicNameProblem(will.topic);
+    if (problem !== undefined)
+      throw new CodecError('CODEC_INVALID_ARGUMENT', `CONNECT will topic: ${problem}`);
+    length += stringFieldLength(will.topic, 'will topic') + binaryFieldLength(will.payload, 'will message');
+  }
+  if (username !== undefined) length += stringFieldLength(username, 'user name');
+  if (password !== undefined) length += binaryFieldLength(password, 'password');
   remainingLengthSize(length);
   return length;
+}
+
+/** The bytes a length-prefixed string field takes; refuses U+0000 [MQTT-1.5.3-2] and more than 65535 bytes. */
+function stringFieldLength(text: string, what: string): number {
+  const bytes = utf8Length(text);
+  if (bytes > 0xffff)
+    throw new CodecError('CODEC_INVALID_ARGUMENT', `CONNECT ${what} of ${bytes} bytes exceeds 65535`);
+  if (text.includes('\u0000')) {
+    throw new CodecError('CODEC_INVALID_ARGUMENT', `CONNECT ${what} contains U+0000 [MQTT-1.5.3-2]`);
+  }
+  return 2 + bytes;
+}
+
+/** The bytes a length-prefixed binary field takes; refuses more than 65535 bytes. */
+function binaryFieldLength(data: Uint8Array, what: string): number {
+  if (data.length > 0xffff)
+    throw new CodecError('CODEC_INVALID_ARGUMENT', `CONNECT ${what} of ${data.length} bytes exceeds 65535`);
+  return 2 + data.length;
 }

@@ -52,7 +52,16 @@ function checkPublish(packet: PublishPacket): number {
   if (qos === 0 && packet.dup) {
     throw new CodecError('CODEC_INVALID_ARGUMENT', 'DUP must be 0 for QoS 0 messages [MQTT-3.3.1-2]');
   }
-  return utf8Length(topic);
+  // Checked here, before anything is written, so encodedLength throws and encodeInto writes nothing.
+  if (qos > 0) checkPacketId(packet.packetId, 'PUBLISH at QoS > 0');
+  const topicBytes = utf8Length(topic);
+  if (topicBytes > 0xffff) {
+    throw new CodecError(
+      'CODEC_INVALID_ARGUMENT',
+      `PUBLISH topic of ${topicBytes} bytes exceeds 65535 [MQTT-4.7.3-3]`,
+    );
+  }
+  return topicBytes;
 }
 
 /** The Remaining Length of a PUBLISH. */

@@ -50,6 +50,7 @@ export function measureSuback(packet: SubackPacket): number {
   }
   if (packet.returnCodes.length === 0)
     throw new CodecError('CODEC_INVALID_ARGUMENT', 'SUBACK needs a return code');
+  checkPacketId(packet.packetId, 'SUBACK'); // before anything is written
   const length = 2 + packet.returnCodes.length;
   remainingLengthSize(length);
   return length;

@@ -57,6 +57,7 @@ export function measureSubscribe(packet: SubscribePacket): number {
       'SUBSCRIBE needs at least one topic filter [MQTT-3.8.3-3]',
     );
   }
+  checkPacketId(packet.packetId, 'SUBSCRIBE'); // before anything is written
   let length = 2;
   for (const s of packet.subscriptions) {
     const problem = topicFilterProblem(s.topicFilter);
@@ -64,7 +65,14 @@ export function measureSubscribe(packet: SubscribePacket): number {
     if (s.qos !== 0 && s.qos !== 1 && s.qos !== 2) {
       throw new CodecError('CODEC_INVALID_ARGUMENT', `SUBSCRIBE QoS must be 0, 1 or 2, got ${String(s.qos)}`);
     }
-    length += 2 + utf8Length(s.topicFilter) + 1;
+    const filterBytes = utf8Length(s.topicFilter);
+    if (filterBytes > 0xffff) {
+      throw new CodecError(
+        'CODEC_INVALID_ARGUMENT',
+        `SUBSCRIBE filter of ${filterBytes} bytes exceeds 65535 [MQTT-4.7.3-3]`,
+      );
+    }
+    length += 2 + filterBytes + 1;
   }
   remainingLengthSize(length);
   return length;

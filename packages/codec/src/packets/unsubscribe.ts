@@ -46,12 +46,20 @@ export function measureUnsubscribe(packet: UnsubscribePacket): number {
       'UNSUBSCRIBE needs at least one topic filter [MQTT-3.10.3-2]',
     );
   }
+  checkPacketId(packet.packetId, 'UNSUBSCRIBE'); // before anything is written
   let length = 2;
   for (const filter of packet.topicFilters) {
     const problem = topicFilterProblem(filter);
     if (problem !== undefined)
       throw new CodecError('CODEC_INVALID_ARGUMENT', `UNSUBSCRIBE filter: ${problem}`);
-    length += 2 + utf8Length(filter);
+    const filterBytes = utf8Length(filter);
+    if (filterBytes > 0xffff) {
+      throw new CodecError(
+        'CODEC_INVALID_ARGUMENT',
+        `UNSUBSCRIBE filter of ${filterBytes} bytes exceeds 65535 [MQTT-4.7.3-3]`,
+      );
+    }
+    length += 2 + filterBytes;
   }
   remainingLengthSize(length);
   return length;
