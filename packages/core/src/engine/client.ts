@@ -1,0 +1,269 @@
+import {
+  CodecError,
+  type ConnectPacket,
+  encode,
+  type Packet,
+  PacketDecoder,
+  type PublishPacket,
+  type QoS,
+  type SubscribePacket,
+  type UnsubscribePacket,
+} from '@broker/codec';
+import type { Connection, ConnectionHandler } from '../ports.js';
+import type { Session } from '../session.js';
+import type { Broker } from './broker.js';
+
+/**
+ * Where a connection is in its life. One field, never a set of booleans:
+ * - `connecting`: waiting for CONNECT [MQTT-3.1.0-1];
+ * - `authenticating`: CONNECT received, the session decision is pending;
+ * - `connected`: CONNACK 0 sent;
+ * - `closed`: torn down; nothing more is processed.
+ */
+export type ClientState = 'connecting' | 'authenticating' | 'connected' | 'closed';
+
+/** A will as kept for an abnormal end: its payload copied out of the received chunk. */
+export interface StoredWill {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+}
+
+// Packets with no content are encoded once.
+const PINGRESP = encode({ type: 'pingresp' });
+
+/**
+ * One network connection's protocol handling: decodes its bytes, enforces the order of packets and
+ * hands each to the broker. It holds the per-connection state; the session holds what outlives it.
+ */
+export class Client implements ConnectionHandler {
+  readonly connection: Connection;
+  readonly broker: Broker;
+  state: ClientState = 'connecting';
+  session: Session | undefined = undefined;
+  clientId: string | undefined = undefined;
+  username: string | undefined = undefined;
+  keepaliveSeconds = 0;
+  protocolLevel = 4;
+  will: StoredWill | undefined = undefined;
+  readonly acceptedAtMs: number;
+  /** When the last whole packet arrived (keep-alive). */
+  lastReceivedAtMs: number;
+  /** When anything was last sent or received (the idle timeout). */
+  lastActivityAtMs: number;
+  /** Set while write() reports the connection's buffer above its high-water mark. */
+  blockedSinceMs = -1;
+  private readonly decoder: PacketDecoder;
+  /**
+   * Acknowledgements held until the store has committed what they promise, in groups that share
+   * one commit, oldest first. Later acknowledgements queue behind them, so the order of PUBACKs and
+   * PUBRECs follows the order of the PUBLISH packets [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+   */
+  private ackGroups: Array<{ commit: Promise<void>; acks: Uint8Array[]; isCommitted: boolean }> = [];
+  /** A decision is pending: packets wait in the decoder so they are handled in order. */
+  private isBusy = false;
+
+  constructor(broker: Broker, connection: Connection, nowMs: number) {
+    this.broker = broker;
+    this.connection = connection;
+    this.acceptedAtMs = nowMs;
+    this.lastReceivedAtMs = nowMs;
+    this.lastActivityAtMs = nowMs;
+    this.decoder = new PacketDecoder({ maxPacketBytes: broker.limits.maxPacketBytes });
+  }
+
+  get id(): string {
+    return this.connection.id;
+  }
+
+  get isBlocked(): boolean {
+    return this.blockedSinceMs >= 0;
+  }
+
+  // ConnectionHandler ------------------------------------------------------------------------
+
+  onData(bytes: Uint8Array): void {
+    if (this.state === 'closed') return;
+    this.lastActivityAtMs = this.broker.clock.now();
+    this.decoder.push(bytes);
+    this.processPackets();
+  }
+
+  onDrain(): void {
+    if (this.state === 'closed') return;
+    this.blockedSinceMs = -1;
+    if (this.session !== undefined) this.broker.pump(this.session);
+  }
+
+  onClose(error: Error | undefined): void {
+    if (this.state === 'closed') return;
+    const description =
+      error === undefined ? 'connection closed by the client' : `connection error: ${error.message}`;
+    // Closed without DISCONNECT: an abnormal end, so the will is published [MQTT-3.1.2-8].
+    this.broker.teardown(this, { publishWill: true, statusCode: error === undefined ? 0 : 600, description });
+  }
+
+  // Sending -----------------------------------------------------------------------------------
+
+  /** Writes one packet's bytes; notes backpressure. */
+  send(bytes: Uint8Array): void {
+    if (this.state === 'closed') return;
+    // The idle timeout counts data sent as activity too (DefaultIdleTimeout: "sent or received").
+    this.lastActivityAtMs = this.broker.clock.now();
+    if (!this.connection.write(bytes) && this.blockedSinceMs < 0) {
+      this.blockedSinceMs = this.broker.clock.now();
+    }
+  }
+
+  sendPacket(packet: Packet): void {
+    this.send(encode(packet));
+  }
+
+  /**
+   * Sends an acknowledgement, after `commit` resolves when one is given (the store has made durable
+   * what the acknowledgement promises), and never before an acknowledgement still waiting.
+   */
+  sendAck(bytes: Uint8Array, commit: Promise<void> | undefined): void {
+    const groups = this.ackGroups;
+    const last = groups[groups.length - 1];
+    if (commit === undefined) {
+      if (last === undefined) this.send(bytes);
+      else last.acks.push(bytes);
+      return;
+    }
+    if (last !== undefined && last.commit === commit) {
+      last.acks.push(bytes);
+      return;
+    }
+    const group = { commit, acks: [bytes], isCommitted: false };
+    groups.push(group);
+    commit.then(
+      () => {
+        group.isCommitted = true;
+        this.releaseAcks();
+      },
+      (error: unknown) => this.broker.storeFailed(this, error),
+    );
+  }
+
+  private releaseAcks(): void {
+    const groups = this.ackGroups;
+    while (groups.length > 0 && groups[0]!.isCommitted) {
+      for (const ack of groups.shift()!.acks) this.send(ack);
+    }
+  }
+
+  // Receiving ----------------------------------------------------------------------------------
+
+  /** Handles every whole packet buffered, in order, until one needs an async decision. */
+  processPackets(): void {
+    while (!this.isBusy && this.state !== 'closed') {
+      const packet = this.decoder.next();
+      if (packet === undefined) return;
+      if (packet instanceof CodecError) {
+        this.malformed(packet);
+        return;
+      }
+      this.lastReceivedAtMs = this.lastActivityAtMs;
+      this.handle(packet);
+    }
+  }
+
+  /**
+   * Holds further packets until `resume` (an async decision is pending). Inbound reading is paused
+   * too, so a client cannot make the broker buffer without bound meanwhile.
+   */
+  suspend(): void {
+    this.isBusy = true;
+    this.connection.pause();
+  }
+
+  /** The pending decision has arrived; `resume` follows once its result is applied. */
+  release(): void {
+    this.isBusy = false;
+  }
+
+  /** Reads and handles packets again, unless applying the decision started another one. */
+  resume(): void {
+    if (this.state === 'closed' || this.isBusy) return;
+    this.connection.resume();
+    this.processPackets();
+  }
+
+  private malformed(error: CodecError): void {
+    // [MQTT-3.1.2-2] an unacceptable protocol level is answered with CONNACK 0x01, then closed.
+    if (this.state === 'connecting' && error.connackReturnCode !== undefined) {
+      this.sendPacket({ type: 'connack', sessionPresent: false, returnCode: 1 });
+    }
+    this.broker.protocolError(this, error.code, error.message, error.referenceCode);
+  }
+
+  private handle(packet: Packet): void {
+    if (this.state === 'connecting') {
+      if (packet.type !== 'connect') {
+        this.broker.protocolError(
+          this,
+          'CORE_PROTOCOL_VIOLATION',
+          `the first packet must be CONNECT, got ${packet.type.toUpperCase()} [MQTT-3.1.0-1]`,
+        );
+        return;
+      }
+      this.handleConnect(packet);
+      return;
+    }
+    switch (packet.type) {
+      case 'publish':
+        this.broker.handlePublish(this, packet as PublishPacket);
+        return;
+      case 'puback':
+        this.broker.handlePuback(this, packet.packetId);
+        return;
+      case 'pubrec':
+        this.broker.handlePubrec(this, packet.packetId);
+        return;
+      case 'pubrel':
+        this.broker.handlePubrel(this, packet.packetId);
+        return;
+      case 'pubcomp':
+        this.broker.handlePubcomp(this, packet.packetId);
+        return;
+      case 'subscribe':
+        this.broker.handleSubscribe(this, packet as SubscribePacket);
+        return;
+      case 'unsubscribe':
+        this.broker.handleUnsubscribe(this, packet as UnsubscribePacket);
+        return;
+      case 'pingreq':
+        // [MQTT-3.12.4-1] the server answers PINGREQ with PINGRESP.
+        this.send(PINGRESP);
+        return;
+      case 'disconnect':
+        // [MQTT-3.14.4-3] the will is discarded without being published; [MQTT-3.14.4-1] close.
+        this.will = undefined;
+        this.broker.teardown(this, { publishWill: false, statusCode: 0, description: 'DISCONNECT received' });
+        return;
+      case 'connect':
+        this.broker.protocolError(this, 'CORE_PROTOCOL_VIOLATION', 'a second CONNECT [MQTT-3.1.0-2]');
+        return;
+      default:
+        this.broker.protocolError(
+          this,
+          'CORE_PROTOCOL_VIOLATION',
+          `${packet.type.toUpperCase()} is sent by servers, not clients`,
+        );
+    }
+  }
+
+  private handleConnect(packet: ConnectPacket): void {
+    this.protocolLevel = packet.protocolLevel;
+    this.keepaliveSeconds = packet.keepaliveSeconds;
+    this.username = packet.username;
+    const will = packet.will;
+    if (will !== undefined) {
+      this.will = { topic: will.topic, payload: will.payload.slice(), qos: will.qos, retain: will.retain };
+    }
+    this.state = 'authenticating';
+    this.broker.handleConnect(this, packet);
+  }
+}

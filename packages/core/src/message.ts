@@ -1,0 +1,87 @@
+import { encodePublishFrame, type PublishFrame, type QoS } from '@broker/codec';
+
+/**
+ * Message states, numbered as the reference component numbers them (ARCHITECTURE.md): 1–5 outgoing,
+ * 6–9 incoming, 10 done. They appear in events, session snapshots and the store.
+ */
+export const MessageState = {
+  /** Outgoing: queued, waiting to be sent. */
+  Queued: 1,
+  /** Outgoing QoS 1: sent, waiting for PUBACK. */
+  AwaitingPuback: 2,
+  /** Outgoing QoS 2: sent, waiting for PUBREC. */
+  AwaitingPubrec: 3,
+  /** Outgoing QoS 2: PUBREC received, PUBREL not yet sent. */
+  PubrecReceived: 4,
+  /** Outgoing QoS 2: PUBREL sent, waiting for PUBCOMP. */
+  AwaitingPubcomp: 5,
+  /** Incoming QoS 1: received, PUBACK not yet sent. */
+  ReceivedQos1: 6,
+  /** Incoming QoS 2: received, PUBREC not yet sent. */
+  ReceivedQos2: 7,
+  /** Incoming QoS 2: PUBREC sent, waiting for PUBREL. */
+  AwaitingPubrel: 8,
+  /** Incoming QoS 2: PUBREL received, PUBCOMP not yet sent. */
+  PubrelReceived: 9,
+  /** Either direction: done. */
+  Done: 10,
+} as const;
+export type MessageState = (typeof MessageState)[keyof typeof MessageState];
+
+/**
+ * An application message held by the broker: one object however many sessions it goes to. Its
+ * PUBLISH is encoded at most once per QoS (and retain flag) and shared by every receiver
+ * [ARCHITECTURE: encode a fan-out once].
+ */
+export class Message {
+  /** Broker-wide unique id (the reference's MessageId). */
+  readonly id: number;
+  readonly topic: string;
+  /** May be a view of a received chunk until `own()` is called. */
+  payload: Uint8Array;
+  /** The QoS it was published with. */
+  readonly qos: QoS;
+  /** The RETAIN flag it was published with. */
+  readonly retain: boolean;
+  private isOwned: boolean;
+  private frames: Array<PublishFrame | undefined> | undefined = undefined;
+
+  constructor(id: number, topic: string, payload: Uint8Array, qos: QoS, retain: boolean, isOwned: boolean) {
+    this.id = id;
+    this.topic = topic;
+    this.payload = payload;
+    this.qos = qos;
+    this.retain = retain;
+    this.isOwned = isOwned;
+  }
+
+  /**
+   * Copies the payload out of the received chunk, once, before the message is kept beyond the turn
+   * it arrived in (queued, retained, stored): a view would pin the whole chunk in memory.
+   */
+  own(): this {
+    if (!this.isOwned) {
+      this.payload = this.payload.slice();
+      this.isOwned = true;
+    }
+    return this;
+  }
+
+  /** The encoded PUBLISH for delivery at `qos` with RETAIN `retain`, built once and cached. */
+  frame(qos: QoS, retain: boolean): PublishFrame {
+    const slot = retain ? qos + 3 : qos;
+    if (this.frames === undefined)
+      this.frames = [undefined, undefined, undefined, undefined, undefined, undefined];
+    let frame = this.frames[slot];
+    if (frame === undefined) {
+      frame = encodePublishFrame({ topic: this.topic, payload: this.payload, qos, retain });
+      this.frames[slot] = frame;
+    }
+    return frame;
+  }
+
+  /** Drops the cached frames (kept only while a fan-out is in progress or a delivery is pending). */
+  releaseFrames(): void {
+    this.frames = undefined;
+  }
+}

@@ -1,0 +1,114 @@
+import type { QoS } from '@broker/codec';
+import type { Client } from './engine/client.js';
+import type { Message, MessageState } from './message.js';
+
+/** One message on its way to one session: its QoS there, packet identifier and state (1–5). */
+export interface OutboundDelivery {
+  readonly message: Message;
+  /** min(published, granted) [MQTT-3.8.4-6]. */
+  readonly qos: QoS;
+  /** RETAIN flag of this delivery: set only for retained messages sent on subscribe [MQTT-3.3.1-8] [MQTT-3.3.1-9]. */
+  readonly retain: boolean;
+  /** 0 until sent at QoS 1 or 2. */
+  packetId: number;
+  state: MessageState;
+  /** Set once the PUBLISH has been sent, so a re-send carries DUP=1 [MQTT-3.3.1-1]. */
+  dup: boolean;
+}
+
+/** A QoS 2 message received from the client and not yet released by PUBREL. */
+export interface InboundRecord {
+  readonly message: Message;
+  readonly packetId: number;
+  readonly dup: boolean;
+  state: MessageState;
+}
+
+/**
+ * A session (MQTT 3.1.1 section 3.1.2.4): what the broker keeps for a client id — subscriptions,
+ * messages on their way out (in flight and queued) and QoS 2 messages on their way in. It outlives
+ * its connection when the client asked for clean session 0.
+ */
+export class Session {
+  readonly clientId: string;
+  /** Clean session flag of the connection that made or last resumed it. */
+  isClean: boolean;
+  /** The connected client, or undefined while offline. */
+  client: Client | undefined = undefined;
+  /** Topic filter -> granted QoS. */
+  readonly subscriptions = new Map<string, QoS>();
+  /** In-flight outgoing QoS 1/2 messages by packet identifier, in the order they were sent. */
+  readonly inflight = new Map<number, OutboundDelivery>();
+  /** Messages waiting to be sent, oldest first; `queueHead` is the index of the oldest. */
+  private queue: OutboundDelivery[] = [];
+  private queueHead = 0;
+  /** Incoming QoS 2 messages by packet identifier, from PUBREC until PUBREL [MQTT-4.3.3-2]. */
+  readonly incoming = new Map<number, InboundRecord>();
+  private lastPacketId = 0;
+
+  constructor(clientId: string, isClean: boolean) {
+    this.clientId = clientId;
+    this.isClean = isClean;
+  }
+
+  get queuedCount(): number {
+    return this.queue.length - this.queueHead;
+  }
+
+  enqueue(delivery: OutboundDelivery): void {
+    this.queue.push(delivery);
+  }
+
+  /** Puts deliveries back at the front of the queue, keeping their order. */
+  requeueFront(deliveries: OutboundDelivery[]): void {
+    this.queue = deliveries.concat(this.queue.slice(this.queueHead));
+    this.queueHead = 0;
+  }
+
+  /** The oldest queued delivery, left in the queue. */
+  peek(): OutboundDelivery | undefined {
+    return this.queueHead < this.queue.length ? this.queue[this.queueHead] : undefined;
+  }
+
+  dequeue(): OutboundDelivery | undefined {
+    if (this.queueHead >= this.queue.length) return undefined;
+    const delivery = this.queue[this.queueHead]!;
+    this.queue[this.queueHead] = undefined as unknown as OutboundDelivery;
+    this.queueHead++;
+    // Compact once the consumed prefix dominates, so the array does not grow without bound.
+    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+    return delivery;
+  }
+
+  /** Queued deliveries, oldest first (a copy). */
+  queued(): OutboundDelivery[] {
+    return this.queue.slice(this.queueHead);
+  }
+
+  clearQueue(): void {
+    this.queue = [];
+    this.queueHead = 0;
+  }
+
+  /**
+   * The next free packet identifier for an outgoing message: counting up from the last one and
+   * wrapping after 65535, skipping identifiers still in flight, so none is reused before its
+   * acknowledgement [MQTT-2.3.1-2]. The in-flight window is far below 65535, so a free one exists.
+   */
+  allocatePacketId(): number {
+    let id = this.lastPacketId;
+    do {
+      id = id === 0xffff ? 1 : id + 1;
+    } while (this.inflight.has(id));
+    this.lastPacketId = id;
+    return id;
+  }
+
+  /** Marks an identifier used (a restored session), so allocation continues after it. */
+  notePacketId(id: number): void {
+    if (id > this.lastPacketId) this.lastPacketId = id;
+  }
+}

@@ -1,0 +1,106 @@
+import type { Store } from '@broker/core';
+import { MemoryStore } from '@broker/core';
+import { describe, expect, it } from 'vitest';
+import { connected, makeBroker } from './helpers/harness.js';
+
+/** A MemoryStore whose commits complete only when the test says so. */
+class GatedStore extends MemoryStore {
+  private gates: Array<() => void> = [];
+  private pending: Promise<void> | undefined;
+  override flush(): Promise<void> {
+    if (this.pending === undefined) {
+      this.pending = new Promise<void>((resolve) => this.gates.push(resolve)).then(() => {
+        this.pending = undefined;
+      });
+    }
+    return this.pending;
+  }
+  async commit(): Promise<void> {
+    const gates = this.gates.splice(0);
+    for (const open of gates) open();
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+describe('durability through the Store port', () => {
+  it('holds PUBACK for a message that reached a persistent session until the store commits, keeping ack order [MQTT-4.6.0-2]', async () => {
+    const store = new GatedStore();
+    const { broker } = makeBroker({ store });
+    await broker.restore();
+    const sub = connected(broker, 'durable-sub', { cleanSession: false });
+    sub.subscribe('d/#', 1);
+    sub.take();
+    sub.peer.close(); // offline: messages to it are stored
+    const pub = connected(broker, 'pub');
+    pub.publish('d/1', 'one', 1, { packetId: 1 });
+    pub.publish('other', 'not stored', 1, { packetId: 2 });
+    expect(pub.take()).toEqual([]); // both wait: the second must not overtake the first
+    await store.commit();
+    expect(pub.take()).toEqual([
+      { type: 'puback', packetId: 1 },
+      { type: 'puback', packetId: 2 },
+    ]);
+  });
+
+  it('acknowledges at once when nothing durable was recorded', () => {
+    const { broker } = makeBroker({ store: new GatedStore() });
+    const pub = connected(broker, 'pub');
+    pub.publish('nobody/listens', 'x', 1, { packetId: 9 });
+    expect(pub.take()).toEqual([{ type: 'puback', packetId: 9 }]);
+  });
+
+  it('closes the publisher without acknowledging when the store fails to commit', async () => {
+    const failing: Store = Object.assign(new MemoryStore(), {
+      flush: () => Promise.reject(new Error('disk full')),
+    });
+    const { broker } = makeBroker({ store: failing });
+    const errors: string[] = [];
+    broker.on('error', (e) => errors.push(e.code));
+    const sub = connected(broker, 's', { cleanSession: false });
+    sub.subscribe('t', 1);
+    sub.peer.close();
+    const pub = connected(broker, 'p');
+    pub.publish('t', 'x', 1, { packetId: 3 });
+    await new Promise((r) => setImmediate(r));
+    expect(pub.take()).toEqual([]);
+    expect(pub.closed).toBe(true);
+    expect(errors).toContain('CORE_STORE_FAILED');
+  });
+
+  it('restores persistent sessions, queued messages and retained messages into a new broker [MQTT-3.1.2-4]', async () => {
+    const store = new MemoryStore();
+    const first = makeBroker({ store }).broker;
+    await first.restore();
+    const sub = connected(first, 'keeper', { cleanSession: false });
+    sub.subscribe('keep/#', 2);
+    sub.peer.close();
+    const pub = connected(first, 'pub');
+    pub.publish('keep/a', 'q1', 1, { packetId: 1 });
+    pub.publish('keep/b', 'q2', 2, { packetId: 2 });
+    pub.publish('keep/r', 'retained', 0, { retain: true });
+    await first.close();
+
+    const second = makeBroker({ store }).broker;
+    await second.restore();
+    expect(second.sessions.map((s) => s.clientId)).toEqual(['keeper']);
+    expect(second.retained.get('keep/r')).toBeDefined();
+    const back = connected(second, 'keeper', { cleanSession: false });
+    expect(back.takePublishes().map((m) => [m.topic, m.payload, m.qos])).toEqual([
+      ['keep/a', 'q1', 1],
+      ['keep/b', 'q2', 2],
+    ]);
+  });
+
+  it('stores a message once however many persistent sessions it goes to', async () => {
+    const store = new MemoryStore();
+    const { broker } = makeBroker({ store });
+    for (const id of ['a', 'b', 'c']) {
+      const c = connected(broker, id, { cleanSession: false });
+      c.subscribe('fan', 1);
+      c.peer.close();
+    }
+    connected(broker, 'p').publish('fan', 'x', 1, { packetId: 1 });
+    expect(store.messageCount).toBe(1);
+    expect(store.load().sessions.every((s) => s.outgoingMessages.length === 1)).toBe(true);
+  });
+});
