@@ -109,10 +109,15 @@ export function restoreSession(snapshot: SessionSnapshot, noteMessageId: (id: nu
   });
   const ids = new Set<number>();
   const packetIds = new Set<number>();
+  const incomingPacketIds = new Set<number>();
   snapshot.incomingMessages.forEach((m, i) => {
     checkMessage(m, `incomingMessages[${i}]`, INCOMING_STATES);
     if (ids.has(m.messageId))
       throw invalid(`incomingMessages[${i}].messageId`, `${m.messageId} is a duplicate`);
+    if (incomingPacketIds.has(m.packetId)) {
+      throw invalid(`incomingMessages[${i}].packetId`, `${m.packetId} is in use twice`);
+    }
+    incomingPacketIds.add(m.packetId);
     ids.add(m.messageId);
   });
   snapshot.outgoingMessages.forEach((m, i) => {
@@ -131,8 +136,14 @@ export function restoreSession(snapshot: SessionSnapshot, noteMessageId: (id: nu
   for (const s of snapshot.subscriptions) session.subscriptions.set(s.topicFilter, s.qos);
   for (const m of snapshot.incomingMessages) {
     noteMessageId(m.messageId);
+    // This broker delivers an incoming message when it arrives and holds only QoS 2 identifiers
+    // until PUBREL. A QoS 1 message not yet acknowledged (state 6) needs no record: its sender
+    // re-sends it, as QoS 1 allows. A QoS 2 message before PUBREC (state 7) is held like state 8,
+    // so the re-sent PUBLISH is answered with PUBREC and not delivered twice [MQTT-4.3.3-2].
+    if (m.state === MessageState.ReceivedQos1) continue;
+    const state = m.state === MessageState.ReceivedQos2 ? MessageState.AwaitingPubrel : m.state;
     const message = new Message(m.messageId, m.topic, m.payload.slice(), m.qos, m.retain, true);
-    session.incoming.set(m.packetId, { message, packetId: m.packetId, dup: m.dup, state: m.state });
+    session.incoming.set(m.packetId, { message, packetId: m.packetId, dup: m.dup, state });
   }
   for (const m of snapshot.outgoingMessages) {
     noteMessageId(m.messageId);

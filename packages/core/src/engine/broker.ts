@@ -84,7 +84,7 @@ const PUBREL_TYPE = 'pubrel' as const;
  * each, and keeps sessions, subscriptions and retained messages. It does no I/O of its own.
  */
 export class Broker {
-  readonly limits: Readonly<BrokerLimits>;
+  private currentLimits: Readonly<BrokerLimits>;
   readonly clock: Clock;
   /** Decisions of the embedding program; may be replaced at any time. */
   hooks: BrokerHooks;
@@ -106,11 +106,24 @@ export class Broker {
   private readonly storedMessageIds = new Set<number>();
 
   constructor(options: BrokerOptions = {}) {
-    this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
+    this.currentLimits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
     this.clock = options.clock ?? systemClock;
     this.hooks = { ...options.hooks };
     this.assignedClientIdPrefix = options.assignedClientIdPrefix ?? 'auto-';
     this.store = options.store;
+  }
+
+  /** The limits in force. */
+  get limits(): Readonly<BrokerLimits> {
+    return this.currentLimits;
+  }
+
+  /**
+   * Changes limits at run time (the reference's DefaultIdleTimeout, for one). Timeouts apply from the
+   * next sweep; maxPacketBytes applies to connections accepted afterwards.
+   */
+  setLimits(limits: Partial<BrokerLimits>): void {
+    this.currentLimits = Object.freeze({ ...this.currentLimits, ...limits });
   }
 
   /**
@@ -229,8 +242,10 @@ export class Broker {
       protocol: connection.protocol,
     };
     this.decide(hook, request, false, 'connectionRequest', connection.id, undefined, (isAccepted) => {
-      if (isAccepted && !this.isClosed) this.attach(connection);
-      else {
+      // The limit is checked again: other connections may have been attached while this decision was pending.
+      if (isAccepted && !this.isClosed && this.clients.size < this.limits.maxConnections) {
+        this.attach(connection);
+      } else {
         this.log(connection.id, 1, 'Info', `connection from ${connection.remoteAddress} refused`);
         connection.destroy();
       }
@@ -306,12 +321,18 @@ export class Broker {
   }
 
   /** Closes a connection for a protocol error: logged, reported, and the will published [MQTT-3.1.2-8]. */
-  protocolError(client: Client, code: string, description: string, referenceCode = 600): void {
+  protocolError(
+    client: Client,
+    code: string,
+    description: string,
+    referenceCode = 600,
+    isAbrupt = true,
+  ): void {
     this.log(client.id, 1, 'Info', `closing: ${description}`);
     if (this.emitter.has('error')) {
       this.emitter.emit('error', { connectionId: client.id, errorCode: referenceCode, code, description });
     }
-    this.teardown(client, { publishWill: true, statusCode: referenceCode, description, isAbrupt: true });
+    this.teardown(client, { publishWill: true, statusCode: referenceCode, description, isAbrupt });
   }
 
   /** Ends a client's connection and, for a clean session, its session. Safe to call twice. */

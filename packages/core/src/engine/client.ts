@@ -195,6 +195,9 @@ export class Client implements ConnectionHandler {
     // [MQTT-3.1.2-2] an unacceptable protocol level is answered with CONNACK 0x01, then closed.
     if (this.state === 'connecting' && error.connackReturnCode !== undefined) {
       this.sendPacket({ type: 'connack', sessionPresent: false, returnCode: 1 });
+      // end(), not destroy(): the CONNACK must reach the client before the close.
+      this.broker.protocolError(this, error.code, error.message, error.referenceCode, false);
+      return;
     }
     this.broker.protocolError(this, error.code, error.message, error.referenceCode);
   }

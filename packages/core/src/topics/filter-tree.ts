@@ -25,6 +25,9 @@
  *
  * IMPORTANT: the arrays of a returned MatchResult may be shared with the cache and with later calls returning
  * the same result. Callers must not mutate them, and must not keep them across add/remove (re-match instead).
+ * The tree itself never writes to an array it has returned (results are copies of the node arrays), so
+ * iterating a result while add/remove run (e.g. a delivery that triggers an unsubscribe) is safe: it is
+ * only stale.
  */
 import type { QoS } from '@broker/codec';
 
