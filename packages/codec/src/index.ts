@@ -7,6 +7,7 @@ export {
   isCodecError,
   type ReferenceErrorCode,
 } from './errors.js';
+export { encodeAck } from './packets/ack.js';
 export { MAX_REMAINING_LENGTH, utf8Length } from './primitives.js';
 export { encodePublishFrame, PublishFrame, type PublishFrameInput } from './publish-frame.js';
 export {

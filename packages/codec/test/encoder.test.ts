@@ -8,6 +8,7 @@ import {
   type ConnectPacket,
   decodePacket,
   encode,
+  encodeAck,
   encodedLength,
   encodeInto,
   type Packet,
@@ -381,5 +382,23 @@ describe('encode output', () => {
   test('a payload that is a view at a byteOffset is encoded from its own bytes', () => {
     const backing = Uint8Array.of(9, 9, 1, 2, 9);
     expect(toHex(encode(publish({ payload: backing.subarray(2, 4) })))).toBe('30070003612f620102');
+  });
+});
+
+describe('encodeAck', () => {
+  test.each([
+    ['puback', 0x40],
+    ['pubrec', 0x50],
+    ['pubrel', 0x62],
+    ['pubcomp', 0x70],
+    ['unsuback', 0xb0],
+  ] as const)('[MQTT-3.6.1-1] encodes %s like encode() does', (type, firstByte) => {
+    const bytes = encodeAck(type, 0x1234);
+    expect(Array.from(bytes)).toEqual([firstByte, 2, 0x12, 0x34]);
+    expect(Array.from(bytes)).toEqual(Array.from(encode({ type, packetId: 0x1234 })));
+  });
+
+  test('[MQTT-2.3.1-1] refuses packet identifier 0 with CODEC_INVALID_ARGUMENT', () => {
+    expectThrowsCode(() => encodeAck('puback', 0), 'CODEC_INVALID_ARGUMENT');
   });
 });

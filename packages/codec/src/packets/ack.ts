@@ -1,5 +1,5 @@
 import { CodecError } from '../errors.js';
-import { checkPacketId, type Reader } from '../primitives.js';
+import { allocate, checkPacketId, type Reader } from '../primitives.js';
 import type { AckPacket } from '../types.js';
 
 /** Packet type numbers of the packets that carry only a packet identifier. */
@@ -37,4 +37,21 @@ export function writeAck(packet: AckPacket, target: Uint8Array, pos: number): nu
   target[pos + 2] = id >>> 8;
   target[pos + 3] = id & 0xff;
   return pos + 4;
+}
+
+/**
+ * Encodes PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK straight from its type and identifier: the
+ * broker sends one per QoS 1/2 message, so this skips building a packet object.
+ * @throws CodecError CODEC_INVALID_ARGUMENT for an identifier outside 1–65535.
+ */
+export function encodeAck(type: AckPacket['type'], packetId: number): Uint8Array {
+  const typeNumber = ACK_TYPE_NUMBER[type];
+  if (typeNumber === undefined) throw new CodecError('CODEC_INVALID_ARGUMENT', `not an ack: ${String(type)}`);
+  checkPacketId(packetId, type.toUpperCase());
+  const out = allocate(4);
+  out[0] = (typeNumber << 4) | (typeNumber === 6 ? 0x02 : 0);
+  out[1] = 2;
+  out[2] = packetId >>> 8;
+  out[3] = packetId & 0xff;
+  return out;
 }

@@ -1,7 +1,7 @@
 import {
   type ConnackReturnCode,
   type ConnectPacket,
-  encode,
+  encodeAck,
   type PublishPacket,
   type QoS,
   type SubscribePacket,
@@ -76,8 +76,6 @@ interface TeardownOptions {
   /** Close at once rather than flush what is queued first. */
   isAbrupt?: boolean;
 }
-
-const PUBREL_TYPE = 'pubrel' as const;
 
 /**
  * The MQTT 3.1.1 broker engine. It accepts Connections from any transport, runs the protocol for
@@ -563,7 +561,7 @@ export class Broker {
         this.outgoingEvent(client, session, delivery, 'messageSending');
       } else {
         delivery.state = MessageState.AwaitingPubcomp;
-        client.sendPacket({ type: PUBREL_TYPE, packetId: delivery.packetId });
+        client.send(encodeAck('pubrel', delivery.packetId));
         this.outgoingStatus(session, delivery);
         this.recordDelivery(session, delivery, false);
       }
@@ -587,7 +585,7 @@ export class Broker {
     }
     if (qos === 2 && session.incoming.has(packet.packetId!)) {
       // [MQTT-4.3.3-2] a re-sent QoS 2 PUBLISH is not delivered again: only PUBREC is repeated.
-      client.sendAck(encode({ type: 'pubrec', packetId: packet.packetId! }), undefined);
+      client.sendAck(encodeAck('pubrec', packet.packetId!), undefined);
       return;
     }
     const hook = this.hooks.authorizePublish;
@@ -647,7 +645,7 @@ export class Broker {
     if (qos === 1) {
       // [MQTT-4.3.2-2] acknowledge with PUBACK carrying the same packet identifier, once what it
       // promises is stored.
-      client.sendAck(encode({ type: 'puback', packetId }), this.commitSince(recordsBefore));
+      client.sendAck(encodeAck('puback', packetId), this.commitSince(recordsBefore));
       this.incomingStatus(client, session, message, packet.dup, packetId, MessageState.Done);
     } else if (qos === 2) {
       // [MQTT-4.3.3-2] remember the identifier until PUBREL, answer PUBREC.
@@ -668,7 +666,7 @@ export class Broker {
           packet.dup,
         );
       }
-      client.sendAck(encode({ type: 'pubrec', packetId }), this.commitSince(recordsBefore));
+      client.sendAck(encodeAck('pubrec', packetId), this.commitSince(recordsBefore));
       this.incomingStatus(client, session, message, packet.dup, packetId, MessageState.AwaitingPubrel);
     }
     if (qos < 2 && this.emitter.has('messageReceived')) {
@@ -695,7 +693,7 @@ export class Broker {
         this.store.incomingRemoved(session.clientId, packetId);
     }
     // [MQTT-4.3.3-2] answer PUBREL with PUBCOMP, also for an identifier no longer known.
-    client.sendAck(encode({ type: 'pubcomp', packetId }), undefined);
+    client.sendAck(encodeAck('pubcomp', packetId), undefined);
     if (record !== undefined) {
       this.incomingStatus(client, session, record.message, record.dup, packetId, MessageState.Done);
       if (this.emitter.has('messageReceived')) {
@@ -934,7 +932,7 @@ export class Broker {
       this.outgoingStatus(session, delivery);
     }
     // [MQTT-4.3.3-1] answer PUBREC with PUBREL (a repeated PUBREC gets the PUBREL again).
-    client.sendPacket({ type: PUBREL_TYPE, packetId });
+    client.send(encodeAck('pubrel', packetId));
     if (delivery !== undefined && delivery.state === MessageState.PubrecReceived) {
       delivery.state = MessageState.AwaitingPubcomp;
       this.outgoingStatus(session, delivery);
