@@ -135,18 +135,10 @@ function willError(message: string): CodecError {
 
 /** Encodes a CONNECT into `target` at `pos`; returns the end position. */
 export function writeConnect(packet: ConnectPacket, target: Uint8Array, pos: number): number {
+  // measureConnect checks every field, so nothing is written for a CONNECT that cannot be encoded.
+  const length = measureConnect(packet);
   const { protocolLevel, will, username, password } = packet;
   const protocolName = PROTOCOL_NAME_OF_LEVEL[protocolLevel];
-  if (protocolName === undefined || packet.protocolName !== protocolName) {
-    throw new CodecError(
-      'CODEC_INVALID_ARGUMENT',
-      `CONNECT protocolName "${packet.protocolName}" does not go with level ${protocolLevel}`,
-    );
-  }
-  if (password !== undefined && username === undefined) {
-    throw new CodecError('CODEC_INVALID_ARGUMENT', 'CONNECT password needs a username [MQTT-3.1.2-22]');
-  }
-  const length = measureConnect(packet);
   target[pos++] = CONNECT << 4;
   pos = writeRemainingLength(target, pos, length);
   pos = writeUtf8(target, pos, protocolName, protocolName.length);
