@@ -1,4 +1,5 @@
 export { ManualClock, systemClock } from './clock.js';
+export { BrokerCounters } from './counters.js';
 export {
   Broker,
   type ConnectionInfo,

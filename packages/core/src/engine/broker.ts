@@ -10,6 +10,7 @@ import {
   utf8Length,
 } from '@broker/codec';
 import { systemClock } from '../clock.js';
+import { BrokerCounters } from '../counters.js';
 import { CoreError, type CoreErrorCode } from '../errors.js';
 import {
   BrokerEmitter,
@@ -84,6 +85,10 @@ interface TeardownOptions {
 export class Broker {
   private currentLimits: Readonly<BrokerLimits>;
   readonly clock: Clock;
+  /** The clock's time as last read (per received chunk and per sweep): coarse, and free to read. */
+  recentNowMs = 0;
+  /** Running totals (messages, bytes, clients), for statistics without per-message events. */
+  readonly counters = new BrokerCounters();
   /** Decisions of the embedding program; may be replaced at any time. */
   hooks: BrokerHooks;
   private readonly emitter = new BrokerEmitter();
@@ -109,6 +114,7 @@ export class Broker {
     this.hooks = { ...options.hooks };
     this.assignedClientIdPrefix = options.assignedClientIdPrefix ?? 'auto-';
     this.store = options.store;
+    this.recentNowMs = this.clock.now();
   }
 
   /** The limits in force. */
@@ -337,6 +343,7 @@ export class Broker {
   teardown(client: Client, options: TeardownOptions): void {
     if (client.state === 'closed') return;
     const wasConnected = client.state === 'connected';
+    if (wasConnected) this.counters.clientsConnected--;
     client.state = 'closed';
     this.clients.delete(client.id);
     const session = client.session;
@@ -397,6 +404,7 @@ export class Broker {
   /** Closes connections past their connect, keep-alive, idle or drain deadline. */
   sweep(): void {
     const now = this.clock.now();
+    this.recentNowMs = now;
     const { connectTimeoutMs, idleTimeoutSeconds, drainTimeoutMs } = this.limits;
     for (const client of this.clients.values()) {
       if (client.state === 'connecting' || client.state === 'authenticating') {
@@ -528,6 +536,8 @@ export class Broker {
     session.client = client;
     client.session = session;
     client.state = 'connected';
+    const counters = this.counters;
+    if (++counters.clientsConnected > counters.clientsMaximum) counters.clientsMaximum = counters.clientsConnected;
     client.sendPacket({ type: 'connack', sessionPresent, returnCode: 0 });
     this.log(
       client.id,
@@ -629,18 +639,11 @@ export class Broker {
     }
     const recordsBefore = this.storeRecords;
     if (isAllowed) {
+      this.counters.messagesReceived++;
       this.route(message);
     } else {
       this.log(client.id, 1, 'Info', `publish to "${truncate(packet.topic)}" not authorized; dropped`);
-      if (this.emitter.has('messageDropped')) {
-        this.emitter.emit('messageDropped', {
-          clientId: session.clientId,
-          messageId: message.id,
-          topic: message.topic,
-          qos,
-          reason: 'not-authorized',
-        });
-      }
+      this.dropped(session, message, qos, 'not-authorized');
     }
     if (qos === 1) {
       // [MQTT-4.3.2-2] acknowledge with PUBACK carrying the same packet identifier, once what it
@@ -851,6 +854,7 @@ export class Broker {
 
   private sendQos0(client: Client, session: Session, message: Message, retain: boolean): void {
     client.send(message.frame(0, retain).bytes);
+    this.counters.messagesSent++;
     if (this.emitter.has('messageSending') || this.emitter.has('messageSent')) {
       const event = {
         connectionId: client.id,
@@ -899,8 +903,14 @@ export class Broker {
     session: Session,
     message: Message,
     qos: QoS,
-    reason: 'queue-full' | 'backpressure' | 'filtered',
+    reason: 'queue-full' | 'backpressure' | 'filtered' | 'not-authorized',
   ): void {
+    const counters = this.counters;
+    counters.messagesDropped++;
+    if (reason === 'queue-full') counters.droppedQueueFull++;
+    else if (reason === 'backpressure') counters.droppedBackpressure++;
+    else if (reason === 'filtered') counters.droppedFiltered++;
+    else counters.droppedNotAuthorized++;
     if (this.emitter.has('messageDropped')) {
       this.emitter.emit('messageDropped', {
         clientId: session.clientId,
@@ -952,6 +962,7 @@ export class Broker {
 
   private complete(client: Client, session: Session, delivery: OutboundDelivery): void {
     session.inflight.delete(delivery.packetId);
+    this.counters.messagesSent++;
     delivery.state = MessageState.Done;
     this.outgoingStatus(session, delivery);
     this.recordDelivery(session, delivery, false);
