@@ -112,21 +112,37 @@ type Listener<K extends BrokerEventName> = (event: BrokerEvents[K]) => void;
  * listener registered the hot path allocates nothing for events.
  */
 export class BrokerEmitter {
-  private readonly listeners: { [K in BrokerEventName]?: Array<Listener<K>> } = {};
+  // Every name is present from the start (undefined when nobody listens) and never deleted, so the
+  // object keeps one shape and `has` — asked on every delivery — is a plain property load.
+  private readonly listeners: { [K in BrokerEventName]: Array<Listener<K>> | undefined } = {
+    connected: undefined,
+    disconnected: undefined,
+    sessionRemoved: undefined,
+    subscribed: undefined,
+    unsubscribed: undefined,
+    messageReceiving: undefined,
+    messageReceived: undefined,
+    messageSending: undefined,
+    messageSent: undefined,
+    incomingMessageStatus: undefined,
+    outgoingMessageStatus: undefined,
+    messageDropped: undefined,
+    log: undefined,
+    error: undefined,
+  };
 
   on<K extends BrokerEventName>(name: K, listener: Listener<K>): this {
     const list = this.listeners[name] as Array<Listener<K>> | undefined;
-    if (list === undefined) (this.listeners as Record<string, unknown>)[name] = [listener];
-    else list.push(listener);
+    // Copy on write: emit iterates the array it read, so adding during an emit does not disturb it.
+    (this.listeners as Record<string, unknown>)[name] = list === undefined ? [listener] : [...list, listener];
     return this;
   }
 
   off<K extends BrokerEventName>(name: K, listener: Listener<K>): this {
     const list = this.listeners[name] as Array<Listener<K>> | undefined;
     if (list !== undefined) {
-      const index = list.indexOf(listener);
-      if (index >= 0) list.splice(index, 1);
-      if (list.length === 0) delete this.listeners[name];
+      const rest = list.filter((l) => l !== listener);
+      (this.listeners as Record<string, unknown>)[name] = rest.length === 0 ? undefined : rest;
     }
     return this;
   }
@@ -139,7 +155,7 @@ export class BrokerEmitter {
   emit<K extends BrokerEventName>(name: K, event: BrokerEvents[K]): void {
     const list = this.listeners[name] as Array<Listener<K>> | undefined;
     if (list === undefined) return;
-    for (const listener of list.slice()) {
+    for (const listener of list) {
       try {
         listener(event);
       } catch (error) {

@@ -537,7 +537,8 @@ export class Broker {
     client.session = session;
     client.state = 'connected';
     const counters = this.counters;
-    if (++counters.clientsConnected > counters.clientsMaximum) counters.clientsMaximum = counters.clientsConnected;
+    if (++counters.clientsConnected > counters.clientsMaximum)
+      counters.clientsMaximum = counters.clientsConnected;
     client.sendPacket({ type: 'connack', sessionPresent, returnCode: 0 });
     this.log(
       client.id,
