@@ -96,8 +96,10 @@ export function createConnectionPair(options: ConnectionPairOptions = {}): {
       deliverInbound();
     },
     end() {
-      if (isPeerReading) closeBoth(undefined);
-      else (isPeerReading = true), flushUnread(), closeBoth(undefined);
+      // Like a socket's end(): what is queued is still delivered, then the stream closes.
+      isPeerReading = true;
+      flushUnread();
+      closeBoth(undefined);
     },
     destroy(error) {
       closeBoth(error);

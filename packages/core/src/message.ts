@@ -43,6 +43,11 @@ export class Message {
   readonly qos: QoS;
   /** The RETAIN flag it was published with. */
   readonly retain: boolean;
+  /**
+   * Store records (outgoing deliveries and incoming records of persistent sessions) that refer to
+   * this message: its content is recorded with the first and may be dropped by the store after the last.
+   */
+  storeReferences = 0;
   private isOwned: boolean;
   private frames: Array<PublishFrame | undefined> | undefined = undefined;
 

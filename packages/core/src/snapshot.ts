@@ -143,11 +143,13 @@ export function restoreSession(snapshot: SessionSnapshot, noteMessageId: (id: nu
     if (m.state === MessageState.ReceivedQos1) continue;
     const state = m.state === MessageState.ReceivedQos2 ? MessageState.AwaitingPubrel : m.state;
     const message = new Message(m.messageId, m.topic, m.payload.slice(), m.qos, m.retain, true);
+    message.storeReferences = 1; // the store holds this record (restore) or is given it (loadSession)
     session.incoming.set(m.packetId, { message, packetId: m.packetId, dup: m.dup, state });
   }
   for (const m of snapshot.outgoingMessages) {
     noteMessageId(m.messageId);
     const message = new Message(m.messageId, m.topic, m.payload.slice(), m.qos, m.retain, true);
+    message.storeReferences = 1; // the store holds this record (restore) or is given it (loadSession)
     const delivery: OutboundDelivery = {
       message,
       qos: m.qos,

@@ -104,3 +104,43 @@ describe('durability through the Store port', () => {
     expect(store.load().sessions.every((s) => s.outgoingMessages.length === 1)).toBe(true);
   });
 });
+
+describe('store references', () => {
+  it('[MQTT-3.8.4-3] a repeated SUBSCRIBE re-sends a retained message as a new delivery, so the session snapshot stays loadable', async () => {
+    const store = new MemoryStore();
+    const { broker } = makeBroker({ store });
+    await broker.restore();
+    broker.retained.set('r/t', 'kept', 1);
+    const c = connected(broker, 'twice', { cleanSession: false });
+    c.subscribe('r/#', 1, 1);
+    c.subscribe('r/#', 1, 2); // the first retained copy is still unacknowledged
+    const copies = c.takePublishes();
+    expect(copies.map((m) => [m.topic, m.retain])).toEqual([
+      ['r/t', true],
+      ['r/t', true],
+    ]);
+    const snapshot = broker.saveSession('twice');
+    const ids = snapshot.outgoingMessages.map((m) => m.messageId);
+    expect(new Set(ids).size).toBe(2);
+    c.peer.close();
+    broker.loadSession(snapshot); // no duplicate MessageId
+    expect(store.load().sessions[0]!.outgoingMessages).toHaveLength(2);
+  });
+
+  it('records a retained message again for a persistent session after a restart', async () => {
+    const store = new MemoryStore();
+    const first = makeBroker({ store }).broker;
+    await first.restore();
+    first.retained.set('r/x', 'stays', 1);
+    await first.close();
+    const second = makeBroker({ store }).broker;
+    await second.restore();
+    const c = connected(second, 'late', { cleanSession: false });
+    c.subscribe('r/#', 1);
+    c.peer.close(); // delivered, not acknowledged
+    const third = makeBroker({ store }).broker;
+    await third.restore();
+    const back = connected(third, 'late', { cleanSession: false });
+    expect(back.takePublishes().map((m) => [m.topic, m.payload, m.dup])).toEqual([['r/x', 'stays', true]]);
+  });
+});

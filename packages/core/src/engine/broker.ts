@@ -105,8 +105,6 @@ export class Broker {
   private readonly store: Store | undefined;
   /** Counts store records, so a PUBLISH handler can tell whether it recorded something to wait for. */
   private storeRecords = 0;
-  /** Message ids already recorded with `messageAdded`. */
-  private readonly storedMessageIds = new Set<number>();
 
   constructor(options: BrokerOptions = {}) {
     this.currentLimits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
@@ -139,7 +137,6 @@ export class Broker {
     const contents = await this.store.load();
     const noteId = (id: number) => {
       if (id >= this.nextMessageId) this.nextMessageId = id + 1;
-      this.storedMessageIds.add(id);
     };
     for (const snapshot of contents.sessions) {
       const session = restoreSession(snapshot, noteId);
@@ -154,9 +151,12 @@ export class Broker {
 
   // Store records: only persistent sessions and retained messages are recorded ----------------
 
-  private recordMessage(message: Message): void {
-    if (this.storedMessageIds.has(message.id)) return;
-    this.storedMessageIds.add(message.id);
+  /**
+   * Notes one more store record that refers to `message`, recording its content first when no record
+   * refers to it (the store may have dropped it with its last reference, or never had it).
+   */
+  private referStored(message: Message): void {
+    if (message.storeReferences++ > 0) return;
     this.store!.messageAdded({
       messageId: message.id,
       topic: message.topic,
@@ -178,9 +178,10 @@ export class Broker {
       dup: delivery.dup,
     };
     if (isNew) {
-      this.recordMessage(delivery.message);
+      this.referStored(delivery.message);
       store.outgoingAdded(session.clientId, delivery.message.id, stored);
     } else if (delivery.state === MessageState.Done) {
+      delivery.message.storeReferences--;
       store.outgoingRemoved(session.clientId, delivery.message.id);
     } else {
       store.outgoingChanged(session.clientId, delivery.message.id, stored);
@@ -374,7 +375,12 @@ export class Broker {
   }
 
   private removeSession(session: Session): void {
-    if (this.store !== undefined && !session.isClean) this.store.sessionRemoved(session.clientId);
+    if (this.store !== undefined && !session.isClean) {
+      this.store.sessionRemoved(session.clientId);
+      for (const d of session.inflight.values()) d.message.storeReferences--;
+      for (const d of session.queued()) d.message.storeReferences--;
+      for (const r of session.incoming.values()) r.message.storeReferences--;
+    }
     for (const filter of session.subscriptions.keys()) this.subscriptionTree.remove(filter, session);
     session.subscriptions.clear();
     session.clearQueue();
@@ -661,7 +667,7 @@ export class Broker {
       });
       if (this.store !== undefined && !session.isClean) {
         this.storeRecords++;
-        this.recordMessage(message);
+        this.referStored(message);
         this.store.incomingAdded(
           session.clientId,
           message.id,
@@ -693,8 +699,10 @@ export class Broker {
       record.state = MessageState.PubrelReceived;
       this.incomingStatus(client, session, record.message, record.dup, packetId, MessageState.PubrelReceived);
       session.incoming.delete(packetId);
-      if (this.store !== undefined && !session.isClean)
+      if (this.store !== undefined && !session.isClean) {
         this.store.incomingRemoved(session.clientId, packetId);
+        record.message.storeReferences--;
+      }
     }
     // [MQTT-4.3.3-2] answer PUBREL with PUBCOMP, also for an identifier no longer known.
     client.sendAck(encodeAck('pubcomp', packetId), undefined);
@@ -1082,8 +1090,18 @@ export class Broker {
     for (let i = 0; i < packet.subscriptions.length; i++) {
       const granted = returnCodes[i]!;
       if (granted === 0x80) continue;
-      for (const message of this.retainedTree.match(packet.subscriptions[i]!.topicFilter)) {
-        this.deliver(session, message, Math.min(message.qos, granted) as QoS, true);
+      for (const retained of this.retainedTree.match(packet.subscriptions[i]!.topicFilter)) {
+        // A copy with its own MessageId: the session may still hold an earlier delivery of the
+        // same retained message (a repeated SUBSCRIBE), and a MessageId names one delivery per session.
+        const copy = new Message(
+          this.nextMessageId++,
+          retained.topic,
+          retained.payload,
+          retained.qos,
+          true,
+          true,
+        );
+        this.deliver(session, copy, Math.min(retained.qos, granted) as QoS, true);
       }
     }
   }

@@ -1,0 +1,811 @@
+import { channel } from 'node:diagnostics_channel';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type {
+  MessageSnapshot,
+  MessageState,
+  SessionSnapshot,
+  Store,
+  StoreContents,
+  StoredDelivery,
+  StoredMessage,
+} from '@broker/core';
+import Database from 'better-sqlite3';
+import { PersistenceError } from '../errors.js';
+
+export { isPersistenceError, PersistenceError, type PersistenceErrorCode } from '../errors.js';
+
+type QoS = StoredMessage['qos'];
+
+/*
+ * File format, version 1 (`PRAGMA user_version = 1`, `PRAGMA application_id = 0x4D515442` "MQTB").
+ *
+ *   sessions(client_id)                           one row per persistent session
+ *   subscriptions(client_id, topic_filter, qos)   rowid keeps the order they were made in
+ *   messages(message_id, topic, payload, qos, retain)
+ *                                                 a message's content, once, however many sessions (and
+ *                                                 the retained set) refer to it; a row nothing refers to
+ *                                                 is deleted in the commit that dropped its last reference
+ *   outgoing(client_id, message_id, seq, qos, retain, packet_id, state, dup)
+ *                                                 seq = the order the deliveries were added in
+ *   incoming(client_id, packet_id, message_id, state, dup)
+ *   retained(topic, message_id)
+ *
+ * Compatibility: readers of version N open files of versions 1..N (migrating them forward, in one
+ * transaction, through MIGRATIONS) and refuse newer ones with PERSIST_SCHEMA_UNSUPPORTED. Adding an
+ * index, or a nullable column that older readers may ignore, is the only change allowed without a
+ * version bump; anything that changes what a row means needs a new version and a migration.
+ */
+
+/** The data format version this code writes. */
+export const SQLITE_FORMAT_VERSION = 1;
+/** `PRAGMA application_id` of our files ("MQTB"), telling them from other SQLite databases. */
+export const SQLITE_APPLICATION_ID = 0x4d515442;
+
+const SCHEMA_V1 = `
+CREATE TABLE sessions (
+  client_id TEXT NOT NULL PRIMARY KEY
+);
+CREATE TABLE subscriptions (
+  client_id TEXT NOT NULL REFERENCES sessions(client_id) ON DELETE CASCADE,
+  topic_filter TEXT NOT NULL,
+  qos INTEGER NOT NULL CHECK (qos BETWEEN 0 AND 2),
+  UNIQUE (client_id, topic_filter)
+);
+CREATE TABLE messages (
+  message_id INTEGER NOT NULL PRIMARY KEY,
+  topic TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  qos INTEGER NOT NULL CHECK (qos BETWEEN 0 AND 2),
+  retain INTEGER NOT NULL CHECK (retain IN (0, 1))
+);
+CREATE TABLE outgoing (
+  client_id TEXT NOT NULL REFERENCES sessions(client_id) ON DELETE CASCADE,
+  message_id INTEGER NOT NULL REFERENCES messages(message_id),
+  seq INTEGER NOT NULL,
+  qos INTEGER NOT NULL CHECK (qos BETWEEN 0 AND 2),
+  retain INTEGER NOT NULL CHECK (retain IN (0, 1)),
+  packet_id INTEGER NOT NULL,
+  state INTEGER NOT NULL CHECK (state BETWEEN 1 AND 5),
+  dup INTEGER NOT NULL CHECK (dup IN (0, 1)),
+  PRIMARY KEY (client_id, message_id)
+) WITHOUT ROWID;
+CREATE INDEX outgoing_by_message ON outgoing(message_id);
+CREATE TABLE incoming (
+  client_id TEXT NOT NULL REFERENCES sessions(client_id) ON DELETE CASCADE,
+  packet_id INTEGER NOT NULL CHECK (packet_id BETWEEN 1 AND 65535),
+  message_id INTEGER NOT NULL REFERENCES messages(message_id),
+  state INTEGER NOT NULL CHECK (state BETWEEN 6 AND 9),
+  dup INTEGER NOT NULL CHECK (dup IN (0, 1)),
+  UNIQUE (client_id, packet_id)
+);
+CREATE INDEX incoming_by_message ON incoming(message_id);
+CREATE TABLE retained (
+  topic TEXT NOT NULL PRIMARY KEY,
+  message_id INTEGER NOT NULL REFERENCES messages(message_id)
+);
+CREATE INDEX retained_by_message ON retained(message_id);
+`;
+
+const TABLES = ['sessions', 'subscriptions', 'messages', 'outgoing', 'incoming', 'retained'] as const;
+
+/**
+ * Migrations: MIGRATIONS[n] turns a version n file into version n + 1 (run in one transaction with the
+ * `user_version` update). Only version 1 exists so far, so there are none.
+ */
+const MIGRATIONS: Readonly<Record<number, (db: Database.Database) => void>> = {};
+
+/** Options of {@link SqliteStore.open}. */
+export interface SqliteStoreOptions {
+  /** Directory of the database; created if missing. */
+  dataDir: string;
+  /** File name inside `dataDir`. Default `'broker.sqlite'` (plus SQLite's `-wal` and `-shm` files). */
+  fileName?: string;
+  /**
+   * How long records wait before they are committed, in milliseconds. Default 0: commit on the next
+   * macrotask (`setImmediate`), grouping everything recorded in the same event-loop turn into one
+   * transaction. A larger value groups more (fewer fsyncs) and delays acknowledgements by as much.
+   */
+  commitIntervalMs?: number;
+  /** How long a commit waits for a lock held by another connection, in milliseconds. Default 5000. */
+  busyTimeoutMs?: number;
+  /** Called once when a commit fails and the store stops accepting work (PERSIST_WRITE_FAILED). */
+  onError?: (error: PersistenceError) => void;
+}
+
+/** Name of the `node:diagnostics_channel` channel on which a failed commit is published. */
+export const SQLITE_ERROR_CHANNEL = 'broker:persistence:error';
+const errorChannel = channel(SQLITE_ERROR_CHANNEL);
+
+type Op =
+  | { kind: 'sessionCreated'; clientId: string }
+  | { kind: 'sessionRemoved'; clientId: string }
+  | { kind: 'subscriptionAdded'; clientId: string; topicFilter: string; qos: QoS }
+  | { kind: 'subscriptionRemoved'; clientId: string; topicFilter: string }
+  | { kind: 'messageAdded'; message: RowMessage }
+  | { kind: 'outgoingAdded'; clientId: string; messageId: number; delivery: RowDelivery }
+  | { kind: 'outgoingChanged'; clientId: string; messageId: number; delivery: RowDelivery }
+  | { kind: 'outgoingRemoved'; clientId: string; messageId: number }
+  | {
+      kind: 'incomingAdded';
+      clientId: string;
+      messageId: number;
+      packetId: number;
+      state: number;
+      dup: number;
+    }
+  | { kind: 'incomingRemoved'; clientId: string; packetId: number }
+  | { kind: 'retainedSet'; message: RowMessage }
+  | { kind: 'retainedCleared'; topic: string }
+  | { kind: 'sessionReplaced'; snapshot: SessionSnapshot };
+
+/** A message as bound to SQLite: payload copied into a Buffer, booleans as 0/1. */
+interface RowMessage {
+  messageId: number;
+  topic: string;
+  payload: Buffer;
+  qos: number;
+  retain: number;
+}
+interface RowDelivery {
+  qos: number;
+  retain: number;
+  packetId: number;
+  state: number;
+  dup: number;
+}
+
+function rowMessage(m: StoredMessage): RowMessage {
+  return {
+    messageId: m.messageId,
+    topic: m.topic,
+    payload: Buffer.from(m.payload),
+    qos: m.qos,
+    retain: m.retain ? 1 : 0,
+  };
+}
+function rowDelivery(d: StoredDelivery): RowDelivery {
+  return { qos: d.qos, retain: d.retain ? 1 : 0, packetId: d.packetId, state: d.state, dup: d.dup ? 1 : 0 };
+}
+
+function sqliteCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function isCorruption(error: unknown): boolean {
+  const code = sqliteCode(error);
+  return (
+    code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT' || (code?.startsWith('SQLITE_CORRUPT_') ?? false)
+  );
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (error: PersistenceError) => void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (error: PersistenceError) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Marked handled: a commit nobody waits for must not become an unhandled rejection (a crash).
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
+/**
+ * A durable {@link Store} in one SQLite file (better-sqlite3), for persistent sessions (clean
+ * session 0), their subscriptions, in-flight and queued messages, and retained messages.
+ *
+ * Record methods only append to an in-memory batch; the batch is written in ONE transaction on the
+ * next macrotask (or after `commitIntervalMs`), in WAL mode with `synchronous = FULL`, so a committed
+ * batch survives kill -9 and power loss as far as SQLite and the disk can promise. `flush()` hands
+ * every caller of the same batch the same promise, which core uses to group its acknowledgements.
+ *
+ * A failed commit (disk full, I/O error) rejects that batch's flush with PERSIST_WRITE_FAILED and
+ * every later flush too: the broker then stops acknowledging instead of promising what is not stored.
+ * The failure is reported to `onError` and on the `broker:persistence:error` diagnostics channel; it
+ * never throws out of a timer.
+ */
+export class SqliteStore implements Store {
+  /** Absolute or relative path of the database file. */
+  readonly file: string;
+  private readonly db: Database.Database;
+  private readonly commitIntervalMs: number;
+  private readonly onError: ((error: PersistenceError) => void) | undefined;
+  private batch: Op[] = [];
+  private waiting: Deferred | undefined = undefined;
+  private timer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined = undefined;
+  private failure: PersistenceError | undefined = undefined;
+  private failedFlush: Promise<void> | undefined = undefined;
+  private isClosed = false;
+  private commitCount = 0;
+  /** Sessions known to have a row (so child rows need no INSERT OR IGNORE of their session). */
+  private readonly knownSessions = new Set<string>();
+  private nextSeq = 1;
+  private readonly statements: ReturnType<typeof prepare>;
+  private readonly applyBatch: (ops: readonly Op[]) => void;
+
+  private constructor(db: Database.Database, file: string, options: SqliteStoreOptions) {
+    this.db = db;
+    this.file = file;
+    this.commitIntervalMs = options.commitIntervalMs ?? 0;
+    this.onError = options.onError;
+    this.statements = prepare(db);
+    for (const row of this.statements.allSessionIds.all() as Array<{ client_id: string }>)
+      this.knownSessions.add(row.client_id);
+    const maxSeq = (this.statements.maxSeq.get() as { seq: number | null }).seq;
+    this.nextSeq = (maxSeq ?? 0) + 1;
+    this.applyBatch = db.transaction((ops: readonly Op[]) => this.apply(ops));
+    this.statements.deleteAllUnreferencedMessages.run();
+  }
+
+  /**
+   * Opens (or creates) the store's database file and checks that it is ours and of a version this
+   * code reads. Synchronous: better-sqlite3 is.
+   * @throws PersistenceError PERSIST_CORRUPT_FILE (not a SQLite database, not one of ours, damaged),
+   *   PERSIST_SCHEMA_UNSUPPORTED (written by a newer version), PERSIST_OPEN_FAILED (cannot be opened,
+   *   e.g. permissions); each names the file.
+   */
+  static open(options: SqliteStoreOptions): SqliteStore {
+    const file = join(options.dataDir, options.fileName ?? 'broker.sqlite');
+    let db: Database.Database;
+    try {
+      mkdirSync(options.dataDir, { recursive: true });
+      db = new Database(file, { timeout: options.busyTimeoutMs ?? 5000 });
+    } catch (error) {
+      throw new PersistenceError('PERSIST_OPEN_FAILED', `cannot open ${file}: ${String(error)}`, {
+        cause: error,
+        file,
+      });
+    }
+    try {
+      prepareFile(db, file);
+      return new SqliteStore(db, file, options);
+    } catch (error) {
+      db.close();
+      if (error instanceof PersistenceError) throw error;
+      if (isCorruption(error)) {
+        throw new PersistenceError(
+          'PERSIST_CORRUPT_FILE',
+          `${file} is not a readable SQLite database: ${String(error)}`,
+          {
+            cause: error,
+            file,
+          },
+        );
+      }
+      throw new PersistenceError('PERSIST_OPEN_FAILED', `cannot open ${file}: ${String(error)}`, {
+        cause: error,
+        file,
+      });
+    }
+  }
+
+  // Store port: loading --------------------------------------------------------------------------
+
+  /**
+   * Everything stored: sessions (subscriptions; incoming; outgoing with in-flight states 2–5 first in
+   * send order, then queued state 1 oldest first) and retained messages. Commits what is pending first.
+   * @throws PersistenceError PERSIST_CORRUPT_FILE when the file's content cannot be read.
+   */
+  load(): StoreContents {
+    this.checkOpen();
+    this.commitNow();
+    try {
+      return this.readAll();
+    } catch (error) {
+      throw new PersistenceError('PERSIST_CORRUPT_FILE', `cannot read ${this.file}: ${String(error)}`, {
+        cause: error,
+        file: this.file,
+      });
+    }
+  }
+
+  private readAll(): StoreContents {
+    const s = this.statements;
+    const sessions = new Map<string, SessionSnapshot>();
+    for (const row of s.allSessionIds.all() as Array<{ client_id: string }>) {
+      sessions.set(row.client_id, {
+        clientId: row.client_id,
+        subscriptions: [],
+        incomingMessages: [],
+        outgoingMessages: [],
+      });
+    }
+    for (const row of s.allSubscriptions.all() as Array<{
+      client_id: string;
+      topic_filter: string;
+      qos: QoS;
+    }>) {
+      sessions.get(row.client_id)?.subscriptions.push({ topicFilter: row.topic_filter, qos: row.qos });
+    }
+    for (const row of s.allIncoming.all() as MessageRow[]) {
+      sessions.get(row.client_id)?.incomingMessages.push(messageSnapshot(row));
+    }
+    for (const row of s.allOutgoing.all() as MessageRow[]) {
+      sessions.get(row.client_id)?.outgoingMessages.push(messageSnapshot(row));
+    }
+    const retained = (
+      s.allRetained.all() as Array<Omit<MessageRow, 'client_id' | 'packet_id' | 'state' | 'dup'>>
+    ).map(
+      (row): StoredMessage => ({
+        messageId: row.message_id,
+        topic: row.topic,
+        payload: new Uint8Array(row.payload),
+        qos: row.qos,
+        retain: true,
+      }),
+    );
+    return { sessions: [...sessions.values()], retained };
+  }
+
+  // Store port: records (synchronous, no I/O) ---------------------------------------------------------
+
+  private record(op: Op): void {
+    if (this.isClosed || this.failure !== undefined) return;
+    this.batch.push(op);
+    this.schedule();
+  }
+
+  sessionCreated(clientId: string): void {
+    this.record({ kind: 'sessionCreated', clientId });
+  }
+  sessionRemoved(clientId: string): void {
+    this.record({ kind: 'sessionRemoved', clientId });
+  }
+  subscriptionAdded(clientId: string, topicFilter: string, qos: QoS): void {
+    this.record({ kind: 'subscriptionAdded', clientId, topicFilter, qos });
+  }
+  subscriptionRemoved(clientId: string, topicFilter: string): void {
+    this.record({ kind: 'subscriptionRemoved', clientId, topicFilter });
+  }
+  messageAdded(message: StoredMessage): void {
+    this.record({ kind: 'messageAdded', message: rowMessage(message) });
+  }
+  outgoingAdded(clientId: string, messageId: number, delivery: StoredDelivery): void {
+    this.record({ kind: 'outgoingAdded', clientId, messageId, delivery: rowDelivery(delivery) });
+  }
+  outgoingChanged(clientId: string, messageId: number, delivery: StoredDelivery): void {
+    this.record({ kind: 'outgoingChanged', clientId, messageId, delivery: rowDelivery(delivery) });
+  }
+  outgoingRemoved(clientId: string, messageId: number): void {
+    this.record({ kind: 'outgoingRemoved', clientId, messageId });
+  }
+  incomingAdded(
+    clientId: string,
+    messageId: number,
+    packetId: number,
+    state: MessageState,
+    dup: boolean,
+  ): void {
+    this.record({ kind: 'incomingAdded', clientId, messageId, packetId, state, dup: dup ? 1 : 0 });
+  }
+  incomingRemoved(clientId: string, packetId: number): void {
+    this.record({ kind: 'incomingRemoved', clientId, packetId });
+  }
+  retainedSet(message: StoredMessage): void {
+    this.record({ kind: 'retainedSet', message: rowMessage(message) });
+  }
+  retainedCleared(topic: string): void {
+    this.record({ kind: 'retainedCleared', topic });
+  }
+  sessionReplaced(snapshot: SessionSnapshot): void {
+    const copy: SessionSnapshot = {
+      clientId: snapshot.clientId,
+      subscriptions: snapshot.subscriptions.map((x) => ({ ...x })),
+      incomingMessages: snapshot.incomingMessages.map((m) => ({ ...m, payload: m.payload.slice() })),
+      outgoingMessages: snapshot.outgoingMessages.map((m) => ({ ...m, payload: m.payload.slice() })),
+    };
+    this.record({ kind: 'sessionReplaced', snapshot: copy });
+  }
+
+  // Store port: commits ------------------------------------------------------------------------------
+
+  /**
+   * Resolves once everything recorded before the call is committed; every call before that commit
+   * gets the same promise object. Rejects with PERSIST_WRITE_FAILED if the commit failed, and from
+   * then on always (with PERSIST_CLOSED after `close()`).
+   */
+  flush(): Promise<void> {
+    if (this.failure !== undefined) return this.failedFlush!;
+    if (this.isClosed) {
+      return Promise.reject(
+        new PersistenceError('PERSIST_CLOSED', `${this.file}: the store is closed`, { file: this.file }),
+      );
+    }
+    if (this.waiting === undefined) this.waiting = deferred();
+    this.schedule();
+    return this.waiting.promise;
+  }
+
+  /**
+   * Commits what is pending and closes the database. Resolves when closed; rejects with
+   * PERSIST_WRITE_FAILED if the pending records could not be committed (the file is closed anyway).
+   */
+  async close(): Promise<void> {
+    if (this.isClosed) return;
+    const failureBefore = this.failure;
+    this.commitNow();
+    this.isClosed = true;
+    this.db.close();
+    if (this.failure !== undefined && this.failure !== failureBefore) throw this.failure;
+  }
+
+  /** Transactions committed so far by this instance (one per batch): for metrics and tests. */
+  get commits(): number {
+    return this.commitCount;
+  }
+
+  /** The error that stopped the store, if a commit failed. */
+  get failed(): PersistenceError | undefined {
+    return this.failure;
+  }
+
+  private checkOpen(): void {
+    if (this.isClosed)
+      throw new PersistenceError('PERSIST_CLOSED', `${this.file}: the store is closed`, { file: this.file });
+  }
+
+  private schedule(): void {
+    if (this.timer !== undefined) return;
+    this.timer =
+      this.commitIntervalMs > 0
+        ? setTimeout(() => this.commitNow(), this.commitIntervalMs)
+        : setImmediate(() => this.commitNow());
+  }
+
+  /** Writes the batch in one transaction and settles the flush promise of that batch. */
+  private commitNow(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer as ReturnType<typeof setTimeout>);
+      clearImmediate(this.timer as ReturnType<typeof setImmediate>);
+      this.timer = undefined;
+    }
+    const ops = this.batch;
+    const waiting = this.waiting;
+    this.batch = [];
+    this.waiting = undefined;
+    if (this.failure !== undefined) {
+      waiting?.reject(this.failure);
+      return;
+    }
+    if (ops.length > 0) {
+      try {
+        this.applyBatch(ops);
+        this.commitCount++;
+      } catch (error) {
+        this.fail(error);
+        waiting?.reject(this.failure!);
+        return;
+      }
+    }
+    waiting?.resolve();
+  }
+
+  private fail(error: unknown): void {
+    const failure = new PersistenceError(
+      'PERSIST_WRITE_FAILED',
+      `${this.file}: commit failed, nothing more will be acknowledged: ${String(error)}`,
+      { cause: error, file: this.file },
+    );
+    this.failure = failure;
+    this.failedFlush = Promise.reject(failure);
+    this.failedFlush.catch(() => {});
+    if (errorChannel.hasSubscribers) errorChannel.publish({ error: failure });
+    try {
+      this.onError?.(failure);
+    } catch {
+      // A throwing listener must not turn a reported failure into a crash from a timer.
+    }
+  }
+
+  // Applying a batch (inside the transaction) -------------------------------------------------------
+
+  private ensureSession(clientId: string): void {
+    if (this.knownSessions.has(clientId)) return;
+    this.statements.insertSession.run(clientId);
+    this.knownSessions.add(clientId);
+  }
+
+  private removeSession(clientId: string, released: Set<number>): void {
+    const s = this.statements;
+    for (const row of s.sessionMessageIds.all(clientId, clientId) as Array<{ message_id: number }>)
+      released.add(row.message_id);
+    s.deleteSession.run(clientId);
+    this.knownSessions.delete(clientId);
+  }
+
+  private apply(ops: readonly Op[]): void {
+    const s = this.statements;
+    /** Messages that may have lost their last reference in this batch. */
+    const released = new Set<number>();
+    for (const op of ops) {
+      switch (op.kind) {
+        case 'sessionCreated':
+          this.ensureSession(op.clientId);
+          break;
+        case 'sessionRemoved':
+          this.removeSession(op.clientId, released);
+          break;
+        case 'subscriptionAdded':
+          this.ensureSession(op.clientId);
+          s.upsertSubscription.run(op.clientId, op.topicFilter, op.qos);
+          break;
+        case 'subscriptionRemoved':
+          s.deleteSubscription.run(op.clientId, op.topicFilter);
+          break;
+        case 'messageAdded':
+          // Not a release candidate: a reference follows it [Store contract]. Content left without one
+          // anyway (a caller breaking that rule) is swept when the store is next opened.
+          insertMessage(s, op.message);
+          break;
+        case 'outgoingAdded':
+          this.ensureSession(op.clientId);
+          s.upsertOutgoing.run(
+            op.clientId,
+            op.messageId,
+            this.nextSeq++,
+            op.delivery.qos,
+            op.delivery.retain,
+            op.delivery.packetId,
+            op.delivery.state,
+            op.delivery.dup,
+          );
+          break;
+        case 'outgoingChanged':
+          s.updateOutgoing.run(
+            op.delivery.qos,
+            op.delivery.retain,
+            op.delivery.packetId,
+            op.delivery.state,
+            op.delivery.dup,
+            op.clientId,
+            op.messageId,
+          );
+          break;
+        case 'outgoingRemoved':
+          if (s.deleteOutgoing.run(op.clientId, op.messageId).changes > 0) released.add(op.messageId);
+          break;
+        case 'incomingAdded': {
+          this.ensureSession(op.clientId);
+          const previous = s.incomingMessageId.get(op.clientId, op.packetId) as
+            | { message_id: number }
+            | undefined;
+          if (previous !== undefined) released.add(previous.message_id);
+          s.upsertIncoming.run(op.clientId, op.packetId, op.messageId, op.state, op.dup);
+          break;
+        }
+        case 'incomingRemoved': {
+          const row = s.deleteIncoming.get(op.clientId, op.packetId) as { message_id: number } | undefined;
+          if (row !== undefined) released.add(row.message_id);
+          break;
+        }
+        case 'retainedSet': {
+          const previous = s.retainedMessageId.get(op.message.topic) as { message_id: number } | undefined;
+          if (previous !== undefined) released.add(previous.message_id);
+          insertMessage(s, op.message);
+          s.upsertRetained.run(op.message.topic, op.message.messageId);
+          break;
+        }
+        case 'retainedCleared': {
+          const row = s.deleteRetained.get(op.topic) as { message_id: number } | undefined;
+          if (row !== undefined) released.add(row.message_id);
+          break;
+        }
+        case 'sessionReplaced':
+          this.replaceSession(op.snapshot, released);
+          break;
+      }
+    }
+    for (const id of released) s.deleteUnreferencedMessage.run({ id });
+  }
+
+  private replaceSession(snapshot: SessionSnapshot, released: Set<number>): void {
+    const s = this.statements;
+    const { clientId } = snapshot;
+    this.removeSession(clientId, released);
+    this.ensureSession(clientId);
+    for (const sub of snapshot.subscriptions) s.upsertSubscription.run(clientId, sub.topicFilter, sub.qos);
+    const content = (m: MessageSnapshot): RowMessage => ({
+      messageId: m.messageId,
+      topic: m.topic,
+      payload: Buffer.from(m.payload),
+      qos: m.qos,
+      retain: m.retain ? 1 : 0,
+    });
+    for (const m of snapshot.incomingMessages) {
+      insertMessage(s, content(m));
+      s.upsertIncoming.run(clientId, m.packetId, m.messageId, m.state, m.dup ? 1 : 0);
+    }
+    for (const m of snapshot.outgoingMessages) {
+      insertMessage(s, content(m));
+      s.upsertOutgoing.run(
+        clientId,
+        m.messageId,
+        this.nextSeq++,
+        m.qos,
+        m.retain ? 1 : 0,
+        m.packetId,
+        m.state,
+        m.dup ? 1 : 0,
+      );
+    }
+  }
+}
+
+interface MessageRow {
+  client_id: string;
+  message_id: number;
+  topic: string;
+  payload: Buffer;
+  qos: QoS;
+  retain: number;
+  packet_id: number;
+  state: MessageState;
+  dup: number;
+}
+
+function insertMessage(s: ReturnType<typeof prepare>, m: RowMessage): void {
+  s.insertMessage.run(m.messageId, m.topic, m.payload, m.qos, m.retain);
+}
+
+function messageSnapshot(row: MessageRow): MessageSnapshot {
+  return {
+    messageId: row.message_id,
+    topic: row.topic,
+    payload: new Uint8Array(row.payload.buffer, row.payload.byteOffset, row.payload.byteLength),
+    qos: row.qos,
+    dup: row.dup === 1,
+    retain: row.retain === 1,
+    packetId: row.packet_id,
+    state: row.state,
+  };
+}
+
+/** Checks the file is ours and of a version we read; creates the schema in an empty file. */
+function prepareFile(db: Database.Database, file: string): void {
+  // The first read of the header: a file that is not a database fails here (SQLITE_NOTADB).
+  const version = db.pragma('user_version', { simple: true }) as number;
+  const applicationId = db.pragma('application_id', { simple: true }) as number;
+  const objectCount = (db.prepare('SELECT count(*) AS n FROM sqlite_schema').get() as { n: number }).n;
+  const isEmpty = version === 0 && applicationId === 0 && objectCount === 0;
+  if (!isEmpty && applicationId !== SQLITE_APPLICATION_ID) {
+    throw new PersistenceError(
+      'PERSIST_CORRUPT_FILE',
+      `${file} is a SQLite database but not a @broker/persistence store (application_id ${applicationId}); refusing to use or reset it`,
+      { file },
+    );
+  }
+  if (version > SQLITE_FORMAT_VERSION) {
+    throw new PersistenceError(
+      'PERSIST_SCHEMA_UNSUPPORTED',
+      `${file} has data format version ${version}; this version of @broker/persistence reads versions 1–${SQLITE_FORMAT_VERSION}. Use a newer version.`,
+      { file },
+    );
+  }
+  if (!isEmpty && version < 1) {
+    throw new PersistenceError('PERSIST_CORRUPT_FILE', `${file} has no data format version`, { file });
+  }
+  const mode = db.pragma('journal_mode = WAL', { simple: true });
+  if (mode !== 'wal')
+    throw new PersistenceError('PERSIST_OPEN_FAILED', `${file}: cannot use WAL mode (${String(mode)})`, {
+      file,
+    });
+  // Durability is the promise: fsync the WAL at every commit.
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  if (isEmpty) {
+    db.transaction(() => {
+      db.exec(SCHEMA_V1);
+      db.pragma(`application_id = ${SQLITE_APPLICATION_ID}`);
+      db.pragma(`user_version = ${SQLITE_FORMAT_VERSION}`);
+    }).immediate();
+    return;
+  }
+  if (version < SQLITE_FORMAT_VERSION) {
+    db.transaction(() => {
+      for (let v = version; v < SQLITE_FORMAT_VERSION; v++) {
+        const migrate = MIGRATIONS[v];
+        if (migrate === undefined)
+          throw new PersistenceError(
+            'PERSIST_SCHEMA_UNSUPPORTED',
+            `${file}: no migration from version ${v}`,
+            { file },
+          );
+        migrate(db);
+      }
+      db.pragma(`user_version = ${SQLITE_FORMAT_VERSION}`);
+    }).immediate();
+  }
+  const names = new Set(
+    (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as Array<{ name: string }>).map(
+      (r) => r.name,
+    ),
+  );
+  const missing = TABLES.filter((t) => !names.has(t));
+  if (missing.length > 0) {
+    throw new PersistenceError('PERSIST_CORRUPT_FILE', `${file} lacks the table(s) ${missing.join(', ')}`, {
+      file,
+    });
+  }
+}
+
+function prepare(db: Database.Database) {
+  const messageColumns = 'm.message_id, m.topic, m.payload';
+  return {
+    allSessionIds: db.prepare('SELECT client_id FROM sessions ORDER BY rowid'),
+    maxSeq: db.prepare('SELECT max(seq) AS seq FROM outgoing'),
+    allSubscriptions: db.prepare('SELECT client_id, topic_filter, qos FROM subscriptions ORDER BY rowid'),
+    allIncoming: db.prepare(
+      `SELECT i.client_id, ${messageColumns}, m.qos, m.retain, i.packet_id, i.state, i.dup
+       FROM incoming i JOIN messages m ON m.message_id = i.message_id ORDER BY i.rowid`,
+    ),
+    // In flight (states 2–5) in send order, then queued (state 1) oldest first.
+    allOutgoing: db.prepare(
+      `SELECT o.client_id, ${messageColumns}, o.qos, o.retain, o.packet_id, o.state, o.dup
+       FROM outgoing o JOIN messages m ON m.message_id = o.message_id
+       ORDER BY o.client_id, o.state = 1, o.seq`,
+    ),
+    allRetained: db.prepare(
+      `SELECT ${messageColumns}, m.qos FROM retained r JOIN messages m ON m.message_id = r.message_id ORDER BY r.rowid`,
+    ),
+    insertSession: db.prepare('INSERT OR IGNORE INTO sessions (client_id) VALUES (?)'),
+    deleteSession: db.prepare('DELETE FROM sessions WHERE client_id = ?'),
+    sessionMessageIds: db.prepare(
+      'SELECT message_id FROM outgoing WHERE client_id = ? UNION SELECT message_id FROM incoming WHERE client_id = ?',
+    ),
+    upsertSubscription: db.prepare(
+      `INSERT INTO subscriptions (client_id, topic_filter, qos) VALUES (?, ?, ?)
+       ON CONFLICT (client_id, topic_filter) DO UPDATE SET qos = excluded.qos`,
+    ),
+    deleteSubscription: db.prepare('DELETE FROM subscriptions WHERE client_id = ? AND topic_filter = ?'),
+    insertMessage: db.prepare(
+      `INSERT INTO messages (message_id, topic, payload, qos, retain) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (message_id) DO NOTHING`,
+    ),
+    deleteUnreferencedMessage: db.prepare(
+      `DELETE FROM messages WHERE message_id = @id
+       AND NOT EXISTS (SELECT 1 FROM outgoing WHERE message_id = @id)
+       AND NOT EXISTS (SELECT 1 FROM incoming WHERE message_id = @id)
+       AND NOT EXISTS (SELECT 1 FROM retained WHERE message_id = @id)`,
+    ),
+    deleteAllUnreferencedMessages: db.prepare(
+      `DELETE FROM messages WHERE NOT EXISTS (SELECT 1 FROM outgoing o WHERE o.message_id = messages.message_id)
+       AND NOT EXISTS (SELECT 1 FROM incoming i WHERE i.message_id = messages.message_id)
+       AND NOT EXISTS (SELECT 1 FROM retained r WHERE r.message_id = messages.message_id)`,
+    ),
+    // A delivery added again for the same message keeps its place (seq), as a Map.set would.
+    upsertOutgoing: db.prepare(
+      `INSERT INTO outgoing (client_id, message_id, seq, qos, retain, packet_id, state, dup)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (client_id, message_id) DO UPDATE SET qos = excluded.qos, retain = excluded.retain,
+         packet_id = excluded.packet_id, state = excluded.state, dup = excluded.dup`,
+    ),
+    updateOutgoing: db.prepare(
+      `UPDATE outgoing SET qos = ?, retain = ?, packet_id = ?, state = ?, dup = ?
+       WHERE client_id = ? AND message_id = ?`,
+    ),
+    deleteOutgoing: db.prepare('DELETE FROM outgoing WHERE client_id = ? AND message_id = ?'),
+    incomingMessageId: db.prepare('SELECT message_id FROM incoming WHERE client_id = ? AND packet_id = ?'),
+    upsertIncoming: db.prepare(
+      `INSERT INTO incoming (client_id, packet_id, message_id, state, dup) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (client_id, packet_id) DO UPDATE SET message_id = excluded.message_id,
+         state = excluded.state, dup = excluded.dup`,
+    ),
+    deleteIncoming: db.prepare(
+      'DELETE FROM incoming WHERE client_id = ? AND packet_id = ? RETURNING message_id',
+    ),
+    retainedMessageId: db.prepare('SELECT message_id FROM retained WHERE topic = ?'),
+    upsertRetained: db.prepare(
+      `INSERT INTO retained (topic, message_id) VALUES (?, ?)
+       ON CONFLICT (topic) DO UPDATE SET message_id = excluded.message_id`,
+    ),
+    deleteRetained: db.prepare('DELETE FROM retained WHERE topic = ? RETURNING message_id'),
+  };
+}

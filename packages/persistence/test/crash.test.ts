@@ -1,0 +1,168 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterEach, describe, expect, it } from 'vitest';
+import { removeDir, tempDir } from './helpers/temp-dir.js';
+
+// The promise under kill -9: a broker process (core + SqliteStore on TCP) is killed right after it
+// acknowledged every PUBLISH; a new process on the same data directory delivers every one of them.
+
+const packageDir = fileURLToPath(new URL('..', import.meta.url));
+const script = fileURLToPath(new URL('./fixtures/crash-broker.ts', import.meta.url));
+const N = 200;
+
+const children: ChildProcess[] = [];
+const clients: MqttClient[] = [];
+let dataDir: string | undefined;
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.end(true);
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+  if (dataDir !== undefined) removeDir(dataDir);
+  dataDir = undefined;
+});
+
+/** Starts the broker process; resolves with its port once it printed "ready" (and wrote the port file). */
+function startBroker(dir: string): Promise<{ child: ChildProcess; port: number }> {
+  const portFile = join(dir, `port-${children.length}`);
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@broker/source', '--import', 'tsx', script, join(dir, 'data'), portFile],
+    { cwd: packageDir, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  children.push(child);
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+      if (stdout.includes('\n')) {
+        const port = Number(readFileSync(portFile, 'utf8'));
+        if (`ready ${port}` !== stdout.trim()) reject(new Error(`unexpected output: ${stdout}`));
+        else resolve({ child, port });
+      }
+    });
+    child.once('exit', (code, signal) =>
+      reject(new Error(`broker exited early (${code ?? signal}): ${stderr}`)),
+    );
+  });
+}
+
+/** Waits for `promise`, failing with what was awaited after `ms` (so a hang names its step). */
+async function step<T>(what: string, promise: Promise<T>, ms = 8_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function kill9(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}
+
+function connect(port: number, clientId: string, clean: boolean): MqttClient {
+  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+    clientId,
+    clean,
+    reconnectPeriod: 0,
+    protocolVersion: 4,
+  });
+  clients.push(client);
+  return client;
+}
+
+function connected(client: MqttClient): Promise<void> {
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => resolve());
+    client.once('error', reject);
+  });
+}
+
+describe('SqliteStore under kill -9', () => {
+  it('delivers every acknowledged message after a SIGKILL: QoS 1 at least once, QoS 2 exactly once, retained kept', async () => {
+    dataDir = tempDir('broker-crash-');
+    const first = await step('first broker ready', startBroker(dataDir), 12_000);
+
+    const subscriber = connect(first.port, 'crash-sub', false);
+    await step('subscriber connected', connected(subscriber));
+    await step('subscribed', subscriber.subscribeAsync('crash/#', { qos: 2 }));
+    await step('subscriber ended', subscriber.endAsync());
+
+    const publisher = connect(first.port, 'crash-pub', true);
+    await step('publisher connected', connected(publisher));
+    const acknowledged: Array<Promise<unknown>> = [];
+    for (let i = 0; i < N; i++) {
+      acknowledged.push(publisher.publishAsync('crash/q1', `q1-${i}`, { qos: 1 }));
+      acknowledged.push(publisher.publishAsync('crash/q2', `q2-${i}`, { qos: 2 }));
+    }
+    acknowledged.push(publisher.publishAsync('crash/retained/a', 'retained-a', { qos: 1, retain: true }));
+    acknowledged.push(publisher.publishAsync('crash/retained/b', 'retained-b', { qos: 2, retain: true }));
+    await step('every PUBLISH acknowledged', Promise.all(acknowledged)); // PUBACK / PUBCOMP for each
+    await step('first broker killed', kill9(first.child)); // at once: no graceful close, no final commit
+    publisher.end(true);
+
+    const second = await step('second broker ready', startBroker(dataDir), 12_000);
+    const counts = new Map<string, number>();
+    const q1 = new Set<string>();
+    const q2 = new Set<string>();
+    const back = connect(second.port, 'crash-sub', false);
+    const allArrived = new Promise<void>((resolve) => {
+      back.on('message', (topic, payload) => {
+        const text = payload.toString();
+        counts.set(text, (counts.get(text) ?? 0) + 1);
+        if (topic === 'crash/q1') q1.add(text);
+        if (topic === 'crash/q2') q2.add(text);
+        if (q1.size === N && q2.size === N && counts.has('retained-a') && counts.has('retained-b')) resolve();
+      });
+    });
+    const sessionPresent = new Promise<boolean>((resolve) =>
+      back.once('connect', (connack) => resolve(connack.sessionPresent)),
+    );
+    await step('every message delivered again', allArrived).catch((error: Error) => {
+      throw new Error(`${error.message} (${q1.size}/${N} QoS 1 and ${q2.size}/${N} QoS 2 arrived)`);
+    });
+    expect(await sessionPresent).toBe(true);
+    for (let i = 0; i < N; i++) {
+      expect(counts.get(`q1-${i}`) ?? 0).toBeGreaterThanOrEqual(1);
+      expect(counts.get(`q2-${i}`)).toBe(1);
+    }
+    // Let the last PUBCOMPs reach the broker, then make sure no QoS 2 message comes a second time.
+    await step('subscriber ended again', back.endAsync());
+    expect([...counts].filter(([text, n]) => text.startsWith('q2-') && n !== 1)).toEqual([]);
+
+    const fresh = connect(second.port, 'crash-fresh', true);
+    await step('fresh subscriber connected', connected(fresh));
+    const retained = new Map<string, boolean>();
+    const bothRetained = new Promise<void>((resolve) => {
+      fresh.on('message', (topic, payload, packet) => {
+        retained.set(`${topic}=${payload.toString()}`, packet.retain);
+        if (retained.size === 2) resolve();
+      });
+    });
+    await step('fresh subscribed', fresh.subscribeAsync('crash/retained/#', { qos: 1 }));
+    await step('retained messages received', bothRetained);
+    expect(Object.fromEntries(retained)).toEqual({
+      'crash/retained/a=retained-a': true,
+      'crash/retained/b=retained-b': true,
+    });
+  }, 30_000);
+});

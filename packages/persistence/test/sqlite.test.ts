@@ -1,0 +1,268 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Broker, ManualClock } from '@broker/core';
+import { isPersistenceError, type PersistenceError } from '@broker/persistence';
+import { SQLITE_APPLICATION_ID, SQLITE_FORMAT_VERSION, SqliteStore } from '@broker/persistence/sqlite';
+import { MiniClient } from '@broker/persistence/testing';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { removeDir, tempDir } from './helpers/temp-dir.js';
+
+let dataDir: string;
+const opened: SqliteStore[] = [];
+
+function open(options: Partial<Parameters<typeof SqliteStore.open>[0]> = {}): SqliteStore {
+  const store = SqliteStore.open({ dataDir, ...options });
+  opened.push(store);
+  return store;
+}
+
+/** A second, independent connection to the store's file (what an operator's sqlite3 would see). */
+function inspect<T>(fn: (db: Database.Database) => T, fileName = 'broker.sqlite'): T {
+  const db = new Database(join(dataDir, fileName));
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+const count = (table: string) =>
+  inspect((db) => (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n);
+
+function openError(options: Partial<Parameters<typeof SqliteStore.open>[0]> = {}): PersistenceError {
+  try {
+    open(options);
+  } catch (error) {
+    if (isPersistenceError(error)) return error;
+    throw error;
+  }
+  throw new Error('expected SqliteStore.open to fail');
+}
+
+const settle = async () => {
+  for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
+};
+
+beforeEach(() => {
+  dataDir = tempDir();
+});
+afterEach(async () => {
+  for (const store of opened.splice(0)) await store.close().catch(() => {});
+  removeDir(dataDir);
+});
+
+describe('SqliteStore file', () => {
+  it('creates the directory and a WAL-mode file marked with our application id and format version', async () => {
+    dataDir = join(dataDir, 'nested', 'dir');
+    const store = open();
+    await store.close();
+    inspect((db) => {
+      expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+      expect(db.pragma('user_version', { simple: true })).toBe(SQLITE_FORMAT_VERSION);
+      expect(db.pragma('application_id', { simple: true })).toBe(SQLITE_APPLICATION_ID);
+    });
+  });
+
+  it('honours fileName', async () => {
+    const store = open({ fileName: 'other.db' });
+    store.sessionCreated('x');
+    await store.close();
+    expect(inspect((db) => db.prepare('SELECT client_id FROM sessions').all(), 'other.db')).toEqual([
+      { client_id: 'x' },
+    ]);
+  });
+
+  it('PERSIST_CORRUPT_FILE naming the file for a file that is not a SQLite database, leaving it untouched', () => {
+    const file = join(dataDir, 'broker.sqlite');
+    const junk = 'this is not a database, it is a text file that happens to be here\n'.repeat(100);
+    writeFileSync(file, junk);
+    const error = openError();
+    expect(error.code).toBe('PERSIST_CORRUPT_FILE');
+    expect(error.file).toBe(file);
+    expect(error.message).toContain(file);
+    expect(readFileSync(file, 'utf8')).toBe(junk);
+  });
+
+  it('PERSIST_CORRUPT_FILE for a SQLite database that is not ours (no silent reset)', () => {
+    inspect((db) => db.exec("CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('alice')"));
+    const error = openError();
+    expect(error.code).toBe('PERSIST_CORRUPT_FILE');
+    expect(error.message).toMatch(/not a @broker\/persistence store/);
+    expect(inspect((db) => db.prepare('SELECT name FROM users').all())).toEqual([{ name: 'alice' }]);
+  });
+
+  it('PERSIST_CORRUPT_FILE for our file with a table missing', async () => {
+    await open().close();
+    inspect((db) => db.exec('DROP TABLE retained'));
+    const error = openError();
+    expect(error.code).toBe('PERSIST_CORRUPT_FILE');
+    expect(error.message).toMatch(/lacks the table\(s\) retained/);
+  });
+
+  it('PERSIST_SCHEMA_UNSUPPORTED naming the file for a newer format version', async () => {
+    await open().close();
+    inspect((db) => db.pragma(`user_version = ${SQLITE_FORMAT_VERSION + 1}`));
+    const error = openError();
+    expect(error.code).toBe('PERSIST_SCHEMA_UNSUPPORTED');
+    expect(error.file).toBe(join(dataDir, 'broker.sqlite'));
+    expect(error.message).toMatch(/format version 2/);
+  });
+
+  it('PERSIST_OPEN_FAILED when the directory cannot be created', () => {
+    writeFileSync(join(dataDir, 'a-file'), '');
+    const error = openError({ dataDir: join(dataDir, 'a-file', 'sub') });
+    expect(error.code).toBe('PERSIST_OPEN_FAILED');
+  });
+});
+
+describe('SqliteStore rows', () => {
+  it('stores a fanned-out message once and drops it when its last reference goes', async () => {
+    const store = open();
+    const broker = new Broker({ store, clock: new ManualClock(0) });
+    await broker.restore();
+    for (const id of ['a', 'b', 'c'])
+      new MiniClient(broker, id, { cleanSession: false }).subscribe('fan', 1).drop();
+    new MiniClient(broker, 'p').publish('fan', 'x', 1, { packetId: 1 });
+    await store.flush();
+    expect([count('messages'), count('outgoing')]).toEqual([1, 3]);
+    // Two receive and acknowledge it; the row stays for the third.
+    for (const id of ['a', 'b']) {
+      const c = new MiniClient(broker, id, { cleanSession: false });
+      const [m] = c.takePublishes();
+      c.puback(m!.packetId!);
+      c.drop();
+    }
+    await store.flush();
+    expect([count('messages'), count('outgoing')]).toEqual([1, 1]);
+    // The third session is discarded [MQTT-3.1.2-6]: nothing refers to the message any more.
+    new MiniClient(broker, 'c', { cleanSession: true }).disconnect();
+    await store.flush();
+    expect([count('messages'), count('outgoing'), count('sessions')]).toEqual([0, 0, 2]);
+    await broker.close();
+  });
+
+  it('keeps a retained message as one row shared with the sessions it went to', async () => {
+    const store = open();
+    const broker = new Broker({ store, clock: new ManualClock(0) });
+    await broker.restore();
+    new MiniClient(broker, 'sub', { cleanSession: false }).subscribe('r', 1).drop();
+    const pub = new MiniClient(broker, 'p');
+    pub.publish('r', 'retained', 1, { packetId: 1, retain: true });
+    await store.flush();
+    expect([count('messages'), count('retained'), count('outgoing')]).toEqual([1, 1, 1]);
+    pub.publish('r', '', 0, { retain: true }); // cleared; the queued delivery still refers to it
+    await store.flush();
+    expect([count('messages'), count('retained')]).toEqual([1, 0]);
+    const sub = new MiniClient(broker, 'sub', { cleanSession: false });
+    sub.puback(sub.takePublishes()[0]!.packetId!);
+    await store.flush();
+    expect(count('messages')).toBe(0);
+    await broker.close();
+  });
+
+  it('stores an empty payload', async () => {
+    const store = open();
+    store.sessionCreated('s');
+    store.messageAdded({ messageId: 1, topic: 't', payload: new Uint8Array(0), qos: 1, retain: false });
+    store.outgoingAdded('s', 1, { qos: 1, retain: false, packetId: -1, state: 1, dup: false });
+    await store.close();
+    const [session] = open().load().sessions;
+    expect(session!.outgoingMessages[0]!.payload).toEqual(new Uint8Array(0));
+  });
+});
+
+describe('SqliteStore commits', () => {
+  it('groups everything recorded in one event-loop turn into one transaction', async () => {
+    const store = open();
+    const before = store.commits;
+    store.sessionCreated('s');
+    const first = store.flush();
+    for (let i = 1; i <= 200; i++) {
+      store.messageAdded({
+        messageId: i,
+        topic: 't',
+        payload: new Uint8Array([i & 0xff]),
+        qos: 1,
+        retain: false,
+      });
+      store.outgoingAdded('s', i, { qos: 1, retain: false, packetId: -1, state: 1, dup: false });
+      expect(store.flush()).toBe(first);
+    }
+    expect(count('outgoing')).toBe(0); // nothing written yet: records only append to the batch
+    await first;
+    expect(store.commits - before).toBe(1);
+    expect(count('outgoing')).toBe(200);
+  });
+
+  it('with commitIntervalMs, groups the records of several turns', async () => {
+    const store = open({ commitIntervalMs: 30 });
+    store.sessionCreated('a');
+    const first = store.flush();
+    await new Promise<void>((r) => setImmediate(r));
+    store.sessionCreated('b');
+    expect(store.flush()).toBe(first);
+    await first;
+    expect(store.commits).toBe(1);
+    expect(count('sessions')).toBe(2);
+  });
+
+  it('close() commits what is pending; flush after close rejects with PERSIST_CLOSED', async () => {
+    const store = open();
+    store.sessionCreated('pending');
+    await store.close();
+    await expect(store.flush()).rejects.toMatchObject({ code: 'PERSIST_CLOSED' });
+    expect(() => store.load()).toThrow(expect.objectContaining({ code: 'PERSIST_CLOSED' }));
+    expect(
+      open()
+        .load()
+        .sessions.map((s) => s.clientId),
+    ).toEqual(['pending']);
+  });
+
+  it('a failed commit rejects that flush and every later one with PERSIST_WRITE_FAILED, and reports once', async () => {
+    const errors: PersistenceError[] = [];
+    const store = open({ onError: (e) => errors.push(e) });
+    store.sessionCreated('s');
+    await store.flush();
+    // Another connection makes every insert into outgoing fail, as a full disk would.
+    inspect((db) =>
+      db.exec(
+        `CREATE TRIGGER fail BEFORE INSERT ON outgoing BEGIN SELECT RAISE(ABORT, 'simulated disk full'); END`,
+      ),
+    );
+    store.messageAdded({ messageId: 1, topic: 't', payload: new Uint8Array([1]), qos: 1, retain: false });
+    store.outgoingAdded('s', 1, { qos: 1, retain: false, packetId: -1, state: 1, dup: false });
+    const failed = store.flush();
+    await expect(failed).rejects.toMatchObject({ code: 'PERSIST_WRITE_FAILED' });
+    await expect(failed).rejects.toThrow(/simulated disk full/);
+    // Records keep not throwing; flushes keep failing.
+    store.sessionCreated('later');
+    await expect(store.flush()).rejects.toMatchObject({ code: 'PERSIST_WRITE_FAILED' });
+    expect(errors.map((e) => e.code)).toEqual(['PERSIST_WRITE_FAILED']);
+    expect(store.failed?.code).toBe('PERSIST_WRITE_FAILED');
+    // The failed batch was rolled back as a whole.
+    expect(count('messages')).toBe(0);
+  });
+
+  it('through a broker: a failed commit means no PUBACK and the publisher is closed (CORE_STORE_FAILED)', async () => {
+    const store = open();
+    const broker = new Broker({ store, clock: new ManualClock(0) });
+    const codes: string[] = [];
+    broker.on('error', (e) => codes.push(e.code));
+    await broker.restore();
+    new MiniClient(broker, 'sub', { cleanSession: false }).subscribe('t', 1).drop();
+    await store.flush();
+    inspect((db) =>
+      db.exec(
+        `CREATE TRIGGER fail BEFORE INSERT ON outgoing BEGIN SELECT RAISE(ABORT, 'simulated I/O error'); END`,
+      ),
+    );
+    const pub = new MiniClient(broker, 'pub');
+    pub.publish('t', 'not stored', 1, { packetId: 1 });
+    await settle();
+    expect(pub.take()).toEqual([]);
+    expect(pub.peer.isClosed).toBe(true);
+    expect(codes).toContain('CORE_STORE_FAILED');
+  });
+});
