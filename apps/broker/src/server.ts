@@ -1,0 +1,154 @@
+/**
+ * The runnable server: a MqttBroker built from a ServerConfig, with its store, listeners, logging,
+ * users and ACLs, $SYS topics and metrics endpoint, and a graceful stop.
+ */
+import { readFileSync } from 'node:fs';
+import { MemoryStore, type Store } from '@broker/core';
+import { SqliteStore } from '@broker/persistence/sqlite';
+import type { TlsCertificate } from '@broker/transport';
+import type { Logger } from 'pino';
+import { type InstalledAuth, installAuth } from './auth.js';
+import type { ServerConfig } from './config.js';
+import { attachLogger, createLogger } from './logging.js';
+import { type MetricsServer, startMetricsServer } from './metrics.js';
+import { MqttBroker } from './mqtt-broker.js';
+import { BrokerStats } from './stats.js';
+import { startSysTopics } from './sys-topics.js';
+
+export interface RunningServer {
+  broker: MqttBroker;
+  logger: Logger;
+  config: ServerConfig;
+  stats: BrokerStats;
+  /** The metrics endpoint's bound port, when one is configured. */
+  metricsPort: number | undefined;
+  /** Re-reads the password and ACL files (SIGHUP); false, with a log line, if they are broken. */
+  reloadAuth(): boolean;
+  /** Stops listening, disconnects everyone, commits the store. */
+  stop(): Promise<void>;
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function certificateOf(entry: ServerConfig['listeners'][number]): TlsCertificate | undefined {
+  const c = entry.certificate;
+  if (c === undefined) return undefined;
+  if ('pfxFile' in c)
+    return { kind: 'pfx', file: c.pfxFile, ...(c.password === undefined ? {} : { password: c.password }) };
+  return {
+    kind: 'pem',
+    certFile: c.certFile,
+    keyFile: c.keyFile,
+    ...(c.chainFile === undefined ? {} : { chainFile: c.chainFile }),
+    ...(c.passphrase === undefined ? {} : { passphrase: c.passphrase }),
+  };
+}
+
+/** Starts a server. Rejects (having cleaned up) when a listener or the store cannot start. */
+export async function startServer(
+  config: ServerConfig,
+  logger: Logger = createLogger(config.logging),
+): Promise<RunningServer> {
+  const store: Store =
+    config.store.type === 'sqlite'
+      ? await SqliteStore.open({ dataDir: config.store.dataDir })
+      : new MemoryStore();
+  const broker = new MqttBroker({
+    store,
+    // Keys the config left out must be absent, not undefined, for core's limits.
+    limits: Object.fromEntries(Object.entries(config.limits).filter(([, v]) => v !== undefined)),
+    settings: {
+      LogLevel: logger.isLevelEnabled('trace')
+        ? 3
+        : logger.isLevelEnabled('debug')
+          ? 2
+          : logger.isLevelEnabled('info')
+            ? 1
+            : 0,
+      ...(config.tls.enabledProtocols === undefined
+        ? {}
+        : { SSLEnabledProtocols: config.tls.enabledProtocols.join(',') }),
+      ...(config.tls.ciphers === undefined ? {} : { SSLEnabledCipherSuites: config.tls.ciphers }),
+      ...(config.tls.keyLogFile === undefined ? {} : { SSLKeyLogFile: config.tls.keyLogFile }),
+    },
+  });
+  attachLogger(broker, logger);
+  const stats = new BrokerStats(broker);
+  for (const entry of config.listeners) {
+    const certificate = certificateOf(entry);
+    if (entry.clientCAFile !== undefined)
+      broker.config(`SSLClientCACerts=${readFileSync(entry.clientCAFile, 'utf8')}`);
+    broker.addListener({
+      protocol: entry.protocol,
+      port: entry.port,
+      ...(entry.host === undefined ? {} : { host: entry.host }),
+      ...(certificate === undefined ? {} : { certificate }),
+      ...(entry.authenticateClients === undefined ? {} : { authenticateClients: entry.authenticateClients }),
+      ...(entry.requireClientCertificate === undefined
+        ? {}
+        : { requireClientCertificate: entry.requireClientCertificate }),
+      ...(entry.path === undefined ? {} : { path: entry.path }),
+      ...(entry.allowedOrigins === undefined ? {} : { allowedOrigins: entry.allowedOrigins }),
+    });
+  }
+  if (config.allowAnonymous && config.passwordFile === undefined) {
+    logger.warn(
+      'anonymous clients are allowed: anyone who can reach a listener may connect (set passwordFile to require users)',
+    );
+  }
+  let auth: InstalledAuth;
+  try {
+    auth = installAuth(broker, config, logger);
+    await broker.startListening();
+  } catch (error) {
+    await broker.shutdown().catch(() => undefined);
+    throw error;
+  }
+  // After startListening: it restores the store, which holds the previous run's $SYS values.
+  const sys = startSysTopics(broker, stats, {
+    intervalSeconds: config.sys.intervalSeconds,
+    version: `mqtt-broker ${packageVersion()}`,
+    onError: (error) => logger.warn({ err: error }, '$SYS round failed'),
+  });
+  let metrics: MetricsServer | undefined;
+  if (config.metrics !== undefined) {
+    try {
+      metrics = await startMetricsServer(broker, stats, config.metrics);
+    } catch (error) {
+      sys.stop();
+      await broker.shutdown().catch(() => undefined);
+      throw error;
+    }
+    logger.info(`metrics: http://${config.metrics.host}:${metrics.port}/metrics`);
+  }
+  for (const l of broker.listeners) {
+    logger.info(`listening: ${l.protocol}://${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`);
+  }
+  logger.info(
+    config.store.type === 'sqlite'
+      ? `store: SQLite in ${config.store.dataDir}`
+      : 'store: memory only (nothing survives a restart)',
+  );
+  let stopping: Promise<void> | undefined;
+  return {
+    broker,
+    logger,
+    config,
+    stats,
+    metricsPort: metrics?.port,
+    reloadAuth: () => auth.reload(),
+    stop: () => {
+      stopping ??= (async () => {
+        sys.stop();
+        await metrics?.close();
+        await broker.shutdown();
+      })();
+      return stopping;
+    },
+  };
+}
