@@ -42,13 +42,33 @@ function intOption(name: string, value: string | undefined): number | undefined 
   return n;
 }
 
+/**
+ * parseArgs refuses an option value that starts with '-' ("ambiguous"), but `--port -1` is how a
+ * listener is turned off; join such a value to its option (`--port=-1`) first.
+ */
+function joinNegativeNumbers(argv: string[]): string[] {
+  const numeric = new Set(['-p', '--port', '--ws-port', '--metrics-port']);
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    if (numeric.has(arg) && next !== undefined && /^-\d+$/.test(next)) {
+      out.push(`${arg.startsWith('--') ? arg : '--port'}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'passwd') {
     const { runPasswd } = await import('./passwd.js');
     return runPasswd(argv.slice(1));
   }
   const { values } = parseArgs({
-    args: argv,
+    args: joinNegativeNumbers(argv),
     options: {
       config: { type: 'string', short: 'c' },
       host: { type: 'string', short: 'h' },
