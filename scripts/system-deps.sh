@@ -2,7 +2,7 @@
 # Debian packages the tests use. With --if-possible it installs only when it can (root and apt-get
 # present) and otherwise lists what is missing; without it, a failed install is an error.
 set -euo pipefail
-packages=(openssl mosquitto-clients chromium)
+packages=(openssl mosquitto-clients chromium python3-paho-mqtt)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
