@@ -1,8 +1,9 @@
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import type tls from 'node:tls';
 import type { Connection, Listener } from './connection.js';
 import { TransportError, toSocketError } from './errors.js';
-import type { ListenerOptions, TransportProtocol } from './options.js';
+import type { ListenerOptions, TlsDetails, TransportProtocol } from './options.js';
 
 /** @internal Default `connectTimeoutMs`. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
@@ -118,6 +119,25 @@ export class Admission {
 
 function ignore(): void {}
 
+/** @internal Receives a socket whose handshake finished: the TLS socket and what it negotiated. */
+export type SecuredCallback = (admission: Admission, socket: tls.TLSSocket, details: TlsDetails) => void;
+
+/**
+ * @internal A handshake between admission and the Connection (TLS: `TlsEngine`). Its material is loaded
+ * in `start()` and released in `stop()`.
+ */
+export interface Handshake {
+  load(): Promise<void>;
+  close(): Promise<void>;
+  /** Runs the handshake; `onSecured` follows on success, otherwise it fails the admission. */
+  handshake(admission: Admission, onSecured: SecuredCallback): void;
+  /** Reports what a delivered connection negotiated. */
+  reportNegotiated(connection: Connection): void;
+}
+
+/** What a listener owning a handshake needs to make one. */
+export type HandshakeFactory = (owner: NetListener) => Handshake;
+
 /**
  * @internal The part shared by listeners that accept TCP sockets themselves: binding, admission
  * (maxConnections, onConnectionRequest, connect timeout) and the set of live connections.
@@ -134,9 +154,12 @@ export abstract class NetListener implements Listener {
   private server: net.Server | undefined = undefined;
   private readonly live = new Set<Connection>();
   private readonly admissions = new Set<Admission>();
+  private readonly secure: Handshake | undefined;
 
-  constructor(options: ListenerOptions) {
+  /** `handshake` (TLS) runs on every admitted socket before `admit()`. */
+  constructor(options: ListenerOptions, handshake?: HandshakeFactory) {
     this.options = options;
+    this.secure = handshake?.(this);
     this.host = options.host ?? '0.0.0.0';
     this.port = options.port ?? 0;
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
@@ -219,16 +242,24 @@ export abstract class NetListener implements Listener {
   }
 
   /** Loads what `start()` needs before binding (certificates); throws TransportError. */
-  protected async prepare(): Promise<void> {}
+  protected async prepare(): Promise<void> {
+    await this.secure?.load();
+  }
 
   /** Frees what `prepare()` made, on `stop()` or a failed `start()`. */
-  protected async release(): Promise<void> {}
+  protected async release(): Promise<void> {
+    await this.secure?.close();
+  }
 
-  /** Turns an admitted socket into a Connection (possibly after a handshake), or fails the admission. */
-  protected abstract admit(admission: Admission): void;
+  /**
+   * Turns an admitted socket into a Connection, or fails the admission. `socket` is the TLS socket and
+   * `tls` what it negotiated when the listener has a handshake; otherwise `admission.socket` and undefined.
+   */
+  protected abstract admit(admission: Admission, socket: net.Socket, tls: TlsDetails | undefined): void;
 
   /** Registers `connection` and hands it to `onConnection`. */
   protected deliver(connection: Connection): void {
+    this.secure?.reportNegotiated(connection);
     this.live.add(connection);
     const onConnection = this.onConnection;
     if (onConnection === undefined) {
@@ -290,6 +321,17 @@ export abstract class NetListener implements Listener {
     if (keepAlive !== undefined) socket.setKeepAlive(keepAlive.enabled, keepAlive.initialDelayMs ?? 0);
   }
 
+  /** Admission passed: the handshake, if any, then `admit()`. */
+  private accept(admission: Admission): void {
+    const secure = this.secure;
+    if (secure === undefined) this.admit(admission, admission.socket, undefined);
+    else secure.handshake(admission, this.onSecured);
+  }
+
+  private readonly onSecured = (admission: Admission, socket: tls.TLSSocket, details: TlsDetails): void => {
+    this.admit(admission, socket, details);
+  };
+
   private readonly onSocket = (socket: net.Socket): void => {
     if (socket.remoteAddress === undefined) {
       // Already gone between accept and now.
@@ -310,7 +352,7 @@ export abstract class NetListener implements Listener {
     this.configureSocket(socket);
     const request = this.options.onConnectionRequest;
     if (request === undefined) {
-      this.admit(admission);
+      this.accept(admission);
       return;
     }
     let verdict: boolean | Promise<boolean>;
@@ -325,14 +367,14 @@ export abstract class NetListener implements Listener {
       return;
     }
     if (typeof verdict === 'boolean') {
-      if (verdict) this.admit(admission);
+      if (verdict) this.accept(admission);
       else this.refuse(admission, undefined);
       return;
     }
     Promise.resolve(verdict).then(
       (accepted) => {
         if (admission.isSettled) return;
-        if (accepted === true) this.admit(admission);
+        if (accepted === true) this.accept(admission);
         else this.refuse(admission, undefined);
       },
       (error: unknown) => this.refuse(admission, error),

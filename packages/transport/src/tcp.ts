@@ -1,9 +1,9 @@
-import { SocketConnection } from './connection.js';
 import { type Admission, NetListener } from './net-listener.js';
 import type { ListenerOptions } from './options.js';
+import { SocketConnection } from './socket-connection.js';
 
-export type { SocketConnectionOptions } from './connection.js';
-export { SocketConnection } from './connection.js';
+export type { SocketConnectionOptions } from './socket-connection.js';
+export { SocketConnection } from './socket-connection.js';
 
 /** Options of a plain TCP listener (MQTT's port 1883). */
 export type TcpListenerOptions = ListenerOptions;

@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import type { Connection } from './connection.js';
 import { TransportError, type TransportErrorCode } from './errors.js';
-import type { Admission } from './net-listener.js';
+import type { Admission, Handshake, SecuredCallback } from './net-listener.js';
 import type {
   CaSource,
   ClientCertificateInfo,
@@ -52,6 +52,12 @@ function isPasswordError(error: unknown): boolean {
   return /mac verify failure|bad decrypt|passphrase|password|interrupted or cancelled/i.test(
     messageOf(error),
   );
+}
+
+/** True for a PEM private key that needs a passphrase (PKCS#8 or OpenSSL's traditional encryption). */
+function isEncryptedPem(key: Buffer): boolean {
+  const text = key.toString('latin1');
+  return text.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || text.includes('Proc-Type: 4,ENCRYPTED');
 }
 
 function versionRange(
@@ -181,7 +187,10 @@ export async function loadTlsServerOptions(options: TlsOptions, owner: string): 
     try {
       createPrivateKey(passphrase === undefined ? { key } : { key, passphrase });
     } catch (error) {
-      if (isPasswordError(error)) {
+      // A wrong passphrase usually fails the padding check ("bad decrypt"), but about one in 256 times the
+      // garbage it decrypts to passes it and fails to parse instead: for an encrypted key, that is the
+      // passphrase too.
+      if (isPasswordError(error) || isEncryptedPem(key)) {
         throw fail('TRANSPORT_CERT_PASSWORD', owner, 'wrong or missing key passphrase', keyFile, error);
       }
       throw fail('TRANSPORT_CERT_INVALID', owner, `invalid private key: ${messageOf(error)}`, keyFile, error);
@@ -258,14 +267,12 @@ export function tlsDetailsOf(socket: tls.TLSSocket, clientCertificateRequested: 
   };
 }
 
-type SecuredCallback = (admission: Admission, socket: tls.TLSSocket, details: TlsDetails) => void;
-
 /**
  * @internal Server-side TLS for sockets accepted elsewhere. A `tls.Server` that never listens does the
  * handshakes: it is fed sockets with `emit('connection')` after admission, and it is what sets
  * `authorized`/`authorizationError` and reports handshake failures and key-log lines.
  */
-export class TlsEngine {
+export class TlsEngine implements Handshake {
   private server: tls.Server | undefined = undefined;
   private keyLog: WriteStream | undefined = undefined;
   private readonly pending = new Map<Socket, { admission: Admission; onSecured: SecuredCallback }>();

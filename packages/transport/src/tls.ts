@@ -1,7 +1,7 @@
-import type tls from 'node:tls';
-import { SocketConnection } from './connection.js';
+import type net from 'node:net';
 import { type Admission, NetListener } from './net-listener.js';
 import type { ListenerOptions, TlsDetails, TlsOptions } from './options.js';
+import { SocketConnection } from './socket-connection.js';
 import { TlsEngine } from './tls-support.js';
 
 export type {
@@ -25,38 +25,24 @@ export interface TlsListenerOptions extends ListenerOptions, TlsOptions {}
  */
 export class TlsListener extends NetListener {
   readonly protocol = 'tls' as const;
-  private readonly engine: TlsEngine;
 
   constructor(options: TlsListenerOptions) {
-    super(options);
-    this.engine = new TlsEngine(options, this);
+    super(options, (owner) => new TlsEngine(options, owner));
   }
 
-  protected override async prepare(): Promise<void> {
-    await this.engine.load();
-  }
-
-  protected override async release(): Promise<void> {
-    await this.engine.close();
-  }
-
-  protected admit(admission: Admission): void {
-    this.engine.handshake(admission, this.onSecured);
-  }
-
-  private readonly onSecured = (admission: Admission, socket: tls.TLSSocket, details: TlsDetails): void => {
+  protected admit(admission: Admission, socket: net.Socket, details: TlsDetails | undefined): void {
     const connectTimeoutMs = admission.complete();
-    const connection = new SocketConnection(socket, {
-      protocol: 'tls',
-      tls: details,
-      rawSocket: admission.socket,
-      highWaterMarkBytes: this.highWaterMarkBytes,
-      lingerSeconds: this.lingerSeconds,
-      connectTimeoutMs,
-      listenerName: this.name,
-      onClosed: this.forget,
-    });
-    this.engine.reportNegotiated(connection);
-    this.deliver(connection);
-  };
+    this.deliver(
+      new SocketConnection(socket, {
+        protocol: 'tls',
+        tls: details,
+        rawSocket: admission.socket,
+        highWaterMarkBytes: this.highWaterMarkBytes,
+        lingerSeconds: this.lingerSeconds,
+        connectTimeoutMs,
+        listenerName: this.name,
+        onClosed: this.forget,
+      }),
+    );
+  }
 }

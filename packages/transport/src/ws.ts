@@ -4,20 +4,10 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { type WebSocket, WebSocketServer } from 'ws';
-import {
-  type Connection,
-  type ConnectionHandler,
-  concatBatch,
-  DEFAULT_END_GRACE_MS,
-  DEFAULT_HIGH_WATER_MARK_BYTES,
-  type Flushable,
-  nextConnectionId,
-  publishClose,
-  publishOpen,
-  scheduleFlush,
-} from './connection.js';
+import { BufferedConnection, concatBatch } from './buffered-connection.js';
+import type { Connection, ConnectionHandler } from './connection.js';
 import { TransportError, toSocketError } from './errors.js';
-import { type Admission, formatName, NetListener } from './net-listener.js';
+import { type Admission, formatName, type HandshakeFactory, NetListener } from './net-listener.js';
 import type { ListenerOptions, TlsDetails, TlsOptions, TransportProtocol } from './options.js';
 import { TlsEngine, tlsDetailsOf } from './tls-support.js';
 
@@ -78,219 +68,79 @@ interface WsConnectionOptions {
  * @internal A Connection over a WebSocket: each binary message is a slice of the MQTT byte stream, and
  * the writes of one event-loop turn leave as one binary message.
  */
-export class WsConnection implements Connection, Flushable {
-  readonly id: string;
-  readonly protocol: TransportProtocol;
-  readonly localAddress: string;
-  readonly localPort: number;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
-  readonly tls: TlsDetails | undefined;
-
+export class WsConnection extends BufferedConnection {
   private readonly ws: WebSocket;
   private readonly socket: Duplex;
-  private readonly raw: Socket;
-  private readonly highWater: number;
-  private readonly lowWater: number;
-  private readonly lingerSeconds: number | undefined;
-  private readonly listenerName: string;
-  private readonly onClosed: (connection: Connection) => void;
-  private handler: ConnectionHandler | undefined = undefined;
   private early: Buffer[] | undefined = undefined;
-  private queue: Uint8Array[] = [];
-  private queuedBytes = 0;
-  private flushPending = false;
-  private needDrain = false;
-  private ending = false;
-  private destroyed = false;
-  private wsClosed = false;
-  private closeDelivered = false;
-  private paused = false;
-  private reading = false;
-  private closeError: Error | undefined = undefined;
-  private connectTimer: NodeJS.Timeout | undefined = undefined;
-  private endTimer: NodeJS.Timeout | undefined = undefined;
 
   constructor(ws: WebSocket, socket: Duplex, raw: Socket, options: WsConnectionOptions) {
-    this.id = nextConnectionId();
+    super({
+      protocol: options.protocol,
+      tls: options.tls,
+      raw,
+      rawIsWrapped: raw !== socket,
+      reader: ws,
+      highWaterMarkBytes: options.highWaterMarkBytes,
+      lingerSeconds: options.lingerSeconds,
+      listenerName: options.listenerName,
+      onClosed: options.onClosed,
+    });
     this.ws = ws;
     this.socket = socket;
-    this.raw = raw;
-    this.protocol = options.protocol;
-    this.tls = options.tls;
-    this.localAddress = raw.localAddress ?? '';
-    this.localPort = raw.localPort ?? 0;
-    this.remoteAddress = raw.remoteAddress ?? '';
-    this.remotePort = raw.remotePort ?? 0;
-    this.highWater = options.highWaterMarkBytes ?? DEFAULT_HIGH_WATER_MARK_BYTES;
-    this.lowWater = this.highWater >>> 1;
-    this.lingerSeconds = options.lingerSeconds;
-    this.listenerName = options.listenerName;
-    this.onClosed = options.onClosed;
-    ws.pause();
     ws.on('message', this.onMessage);
     ws.on('error', this.onWsError);
     ws.on('close', this.onWsClose);
-    socket.on('drain', this.onSocketDrain);
-    if (options.connectTimeoutMs > 0) {
-      this.connectTimer = setTimeout(this.onConnectTimeout, options.connectTimeoutMs);
-      this.connectTimer.unref();
-    }
-    publishOpen(this);
+    socket.on('drain', this.onStreamDrain);
+    this.opened(options.connectTimeoutMs);
   }
 
-  get bufferedBytes(): number {
-    return this.queuedBytes + this.ws.bufferedAmount;
+  override setHandler(handler: ConnectionHandler): void {
+    // Before super resumes reading: messages parsed from the upgrade's chunk come first.
+    if (this.early !== undefined && !this.hasClosed) process.nextTick(this.replayEarly);
+    super.setHandler(handler);
   }
 
-  get isClosed(): boolean {
-    return this.ending || this.destroyed || this.wsClosed;
+  protected streamBufferedBytes(): number {
+    return this.ws.bufferedAmount;
   }
 
-  setHandler(handler: ConnectionHandler): void {
-    this.handler = handler;
-    if (this.wsClosed) {
-      if (!this.closeDelivered) process.nextTick(this.deliverClose);
-      return;
-    }
-    if (this.early !== undefined) process.nextTick(this.replayEarly);
-    if (!this.reading) {
-      this.reading = true;
-      if (!this.paused) this.ws.resume();
-    }
+  protected canSend(): boolean {
+    return this.ws.readyState === this.ws.OPEN;
   }
 
-  write(bytes: Uint8Array): boolean {
-    if (this.ending || this.destroyed || this.wsClosed) return false;
-    this.queue.push(bytes);
-    this.queuedBytes += bytes.byteLength;
-    if (!this.flushPending) {
-      this.flushPending = true;
-      scheduleFlush(this);
-    }
-    if (this.queuedBytes + this.ws.bufferedAmount > this.highWater) {
-      this.needDrain = true;
-      return false;
-    }
-    return true;
+  /** One binary message per turn: a fan-out of many packets must not become a frame each. */
+  protected send(queue: readonly Uint8Array[], count: number, total: number): void {
+    this.ws.send(count === 1 ? queue[0]! : concatBatch(queue, total), SEND_OPTIONS);
   }
 
-  /** @internal One binary message per turn: a fan-out of many packets must not become a frame each. */
-  flush(): void {
-    this.flushPending = false;
-    const queue = this.queue;
-    const count = queue.length;
-    if (count === 0) return;
-    const total = this.queuedBytes;
-    this.queuedBytes = 0;
-    if (this.destroyed || this.ws.readyState !== this.ws.OPEN) {
-      queue.length = 0;
-      return;
-    }
-    const data = count === 1 ? queue[0]! : concatBatch(queue, total);
-    queue.length = 0;
-    this.ws.send(data, SEND_OPTIONS);
-    if (this.needDrain && this.ws.bufferedAmount <= this.lowWater) this.emitDrain();
-  }
-
-  pause(): void {
-    this.paused = true;
-    if (this.reading) this.ws.pause();
-  }
-
-  resume(): void {
-    this.paused = false;
-    if (this.reading && !this.ending) this.ws.resume();
-  }
-
-  end(): void {
-    if (this.ending || this.destroyed || this.wsClosed) return;
-    this.flush();
-    this.ending = true;
-    this.clearConnectTimer();
-    // The close handshake needs the peer's close frame, so keep reading.
-    this.reading = true;
-    this.ws.resume();
+  protected endStream(): void {
+    // The close handshake needs the peer's close frame: the base keeps reading.
     this.ws.close(1000);
-    const graceMs =
-      this.lingerSeconds !== undefined && this.lingerSeconds > 0
-        ? this.lingerSeconds * 1000
-        : DEFAULT_END_GRACE_MS;
-    this.endTimer = setTimeout(this.onEndTimeout, graceMs);
-    this.endTimer.unref();
   }
 
-  destroy(error?: Error): void {
-    if (this.destroyed || this.wsClosed) return;
-    this.destroyed = true;
-    if (error !== undefined && this.closeError === undefined) this.closeError = error;
-    this.queue.length = 0;
-    this.queuedBytes = 0;
-    this.clearTimers();
-    if (this.lingerSeconds === 0) this.reset();
+  protected destroyStream(): void {
     this.ws.terminate();
   }
 
-  /** Resets the TCP socket; `ws` then sees the close. Not under TLS (see SocketConnection): a plain close there. */
-  private reset(): void {
-    if (this.raw !== this.socket || this.raw.destroyed) return;
-    try {
-      this.raw.resetAndDestroy();
-    } catch {
-      this.raw.destroy();
-    }
-  }
-
-  private emitDrain(): void {
-    this.needDrain = false;
-    this.handler?.onDrain();
-  }
-
-  private clearConnectTimer(): void {
-    if (this.connectTimer !== undefined) {
-      clearTimeout(this.connectTimer);
-      this.connectTimer = undefined;
-    }
-  }
-
-  private clearTimers(): void {
-    this.clearConnectTimer();
-    if (this.endTimer !== undefined) {
-      clearTimeout(this.endTimer);
-      this.endTimer = undefined;
-    }
-  }
-
-  private deliver(handler: ConnectionHandler, data: Buffer): void {
-    try {
-      handler.onData(data);
-    } catch (error) {
-      this.destroy(error instanceof Error ? error : new Error(String(error)));
-    }
-  }
-
   private readonly onMessage = (data: Buffer, isBinary: boolean): void => {
-    if (this.connectTimer !== undefined) this.clearConnectTimer();
+    if (isBinary && this.handler !== undefined) {
+      this.receive(data);
+      return;
+    }
+    this.clearConnectTimer();
     if (this.ending || this.destroyed) return;
     if (!isBinary) {
-      this.closeError ??= new TransportError(
-        'TRANSPORT_WS_TEXT_FRAME',
-        'text frame received: MQTT uses binary frames',
-        {
+      this.noteError(
+        new TransportError('TRANSPORT_WS_TEXT_FRAME', 'text frame received: MQTT uses binary frames', {
           listener: this.listenerName,
-        },
+        }),
       );
       this.end();
       return;
     }
-    const handler = this.handler;
-    if (handler === undefined) {
-      // ws may emit messages already parsed from the upgrade's chunk before pause() takes effect.
-      if (this.early === undefined) this.early = [data];
-      else this.early.push(data);
-      return;
-    }
-    this.deliver(handler, data);
+    // ws may emit messages already parsed from the upgrade's chunk before pause() takes effect.
+    if (this.early === undefined) this.early = [data];
+    else this.early.push(data);
   };
 
   private readonly replayEarly = (): void => {
@@ -298,68 +148,35 @@ export class WsConnection implements Connection, Flushable {
     this.early = undefined;
     if (early === undefined) return;
     for (const data of early) {
-      const handler = this.handler;
-      if (handler === undefined || this.destroyed || this.wsClosed || this.ending) return;
-      this.deliver(handler, data);
+      if (this.handler === undefined || this.destroyed || this.hasClosed || this.ending) return;
+      this.receive(data);
     }
-  };
-
-  private readonly onSocketDrain = (): void => {
-    if (this.needDrain && this.queuedBytes + this.ws.bufferedAmount <= this.lowWater) this.emitDrain();
   };
 
   private readonly onWsError = (error: Error): void => {
     if (this.closeError !== undefined) return;
     const code = (error as { code?: unknown }).code;
-    this.closeError =
+    this.noteError(
       typeof code === 'string' && code.startsWith('WS_ERR_')
         ? new TransportError('TRANSPORT_WS_PROTOCOL', `WebSocket protocol error: ${error.message}`, {
             listener: this.listenerName,
             cause: error,
           })
-        : toSocketError(error, this.listenerName);
-  };
-
-  private readonly onConnectTimeout = (): void => {
-    this.connectTimer = undefined;
-    this.destroy(
-      new TransportError('TRANSPORT_CONNECT_TIMEOUT', 'no data received within the connect timeout', {
-        listener: this.listenerName,
-      }),
+        : toSocketError(error, this.listenerName),
     );
   };
 
-  private readonly onEndTimeout = (): void => {
-    this.endTimer = undefined;
-    if (this.wsClosed) return;
-    this.destroyed = true;
-    this.reset();
-    this.ws.terminate();
-  };
-
   private readonly onWsClose = (code: number): void => {
-    if (this.wsClosed) return;
-    this.wsClosed = true;
-    this.clearTimers();
-    this.queue.length = 0;
-    this.queuedBytes = 0;
-    this.socket.off('drain', this.onSocketDrain);
+    if (this.hasClosed) return;
+    this.socket.off('drain', this.onStreamDrain);
     if (this.closeError === undefined && !ACCEPT_CLOSE_CODES.has(code)) {
-      this.closeError = new TransportError('TRANSPORT_WS_PROTOCOL', `WebSocket closed with code ${code}`, {
-        listener: this.listenerName,
-      });
+      this.noteError(
+        new TransportError('TRANSPORT_WS_PROTOCOL', `WebSocket closed with code ${code}`, {
+          listener: this.listenerName,
+        }),
+      );
     }
-    this.onClosed(this);
-    publishClose(this, this.closeError);
-    if (this.handler !== undefined) this.deliverClose();
-  };
-
-  private readonly deliverClose = (): void => {
-    if (this.closeDelivered) return;
-    const handler = this.handler;
-    if (handler === undefined) return;
-    this.closeDelivered = true;
-    handler.onClose(this.closeError);
+    this.streamClosed();
   };
 }
 
@@ -390,8 +207,8 @@ abstract class WebSocketListener extends NetListener {
   private readonly http: http.Server;
   private readonly admitted = new Map<Duplex, Admitted>();
 
-  constructor(options: ListenerOptions & WebSocketOptions) {
-    super(options);
+  constructor(options: ListenerOptions & WebSocketOptions, handshake?: HandshakeFactory) {
+    super(options, handshake);
     this.listenerOptions = options;
     this.path = options.path ?? '/mqtt';
     this.subprotocols = new Set(options.subprotocols ?? DEFAULT_SUBPROTOCOLS);
@@ -413,7 +230,7 @@ abstract class WebSocketListener extends NetListener {
   }
 
   /** Feeds an admitted socket (TCP, or TLS for wss) to the internal HTTP server. */
-  protected toHttp(admission: Admission, socket: Socket, tlsDetails: TlsDetails | undefined): void {
+  protected admit(admission: Admission, socket: Socket, tlsDetails: TlsDetails | undefined): void {
     this.admitted.set(socket, { admission, tls: tlsDetails });
     socket.once('close', () => this.admitted.delete(socket));
     this.http.emit('connection', socket);
@@ -514,7 +331,9 @@ abstract class WebSocketListener extends NetListener {
     const proceed = (): void => {
       this.wss.handleUpgrade(request, socket, head, (ws) => {
         const secure = raw instanceof tls.TLSSocket;
-        const tlsDetails = secure ? tlsDetailsOf(raw, false) : undefined;
+        // The user's server did the handshake: whether it asked for a client certificate is its setting.
+        const requested = (server as { requestCert?: unknown } | undefined)?.requestCert === true;
+        const tlsDetails = secure ? tlsDetailsOf(raw, requested) : undefined;
         this.deliver(
           new WsConnection(ws, socket, raw, {
             protocol: secure ? 'wss' : 'ws',
@@ -690,40 +509,13 @@ export class WsListener extends WebSocketListener {
   protected override attachedServer(): http.Server | https.Server | undefined {
     return this.userServer;
   }
-
-  protected admit(admission: Admission): void {
-    this.toHttp(admission, admission.socket, undefined);
-  }
 }
 
 /** Accepts MQTT over secure WebSocket (`wss://host:port/mqtt`) with the same TLS settings as `TlsListener`. */
 export class WssListener extends WebSocketListener {
   readonly protocol = 'wss' as const;
-  private readonly engine: TlsEngine;
 
   constructor(options: WssListenerOptions) {
-    super(options);
-    this.engine = new TlsEngine(options, this);
+    super(options, (owner) => new TlsEngine(options, owner));
   }
-
-  protected override async prepare(): Promise<void> {
-    await this.engine.load();
-  }
-
-  protected override async release(): Promise<void> {
-    await this.engine.close();
-  }
-
-  protected admit(admission: Admission): void {
-    this.engine.handshake(admission, this.onSecured);
-  }
-
-  protected override deliver(connection: Connection): void {
-    this.engine.reportNegotiated(connection);
-    super.deliver(connection);
-  }
-
-  private readonly onSecured = (admission: Admission, socket: tls.TLSSocket, details: TlsDetails): void => {
-    this.toHttp(admission, socket, details);
-  };
 }

@@ -1,3 +1,4 @@
+import { createPrivateKey } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -215,6 +216,90 @@ describe('TlsListener', () => {
     expect((error as Error).message).toContain(certs.serverPfx);
     expect((error as Error).message).toContain('tls://127.0.0.1:0');
     expect(listener.address()).toBeNull();
+  });
+
+  for (const [format, keyOf] of [
+    ['PKCS#8', () => certs.serverKeyEncrypted],
+    ['traditional', () => certs.serverKeyEncryptedLegacy],
+  ] as const) {
+    it(`loads a ${format} encrypted PEM key with its passphrase`, async () => {
+      expect(readFileSync(keyOf(), 'utf8')).toContain('ENCRYPTED');
+      const { listener, accepted } = await startTls({
+        certificate: {
+          kind: 'pem',
+          certFile: certs.serverCert,
+          keyFile: keyOf(),
+          passphrase: certs.keyPassphrase,
+        },
+      });
+      const { socket, error } = await connectTls(listener);
+      expect(error).toBeUndefined();
+      new Recorder(await accepted.next(), true);
+      socket.write('unlocked');
+      expect((await readBytes(socket, 8)).toString()).toBe('unlocked');
+    });
+
+    it(`rejects start() on a wrong or missing passphrase of a ${format} key, naming the key file`, async () => {
+      for (const passphrase of ['wrong', 'key-secreT', undefined]) {
+        const listener = new TlsListener({
+          host: '127.0.0.1',
+          port: 0,
+          certificate: {
+            kind: 'pem',
+            certFile: certs.serverCert,
+            keyFile: keyOf(),
+            ...(passphrase === undefined ? {} : { passphrase }),
+          },
+        });
+        const error = await listener.start().catch((e: unknown) => e);
+        expect(isTransportError(error, 'TRANSPORT_CERT_PASSWORD'), String(error)).toBe(true);
+        expect((error as { file: string }).file).toBe(keyOf());
+        expect((error as Error).message).toContain(keyOf());
+        expect(listener.address()).toBeNull();
+      }
+    });
+  }
+
+  it('reports a wrong passphrase as such even when the decrypted garbage passes the padding check', async () => {
+    // About one wrong passphrase in 300 decrypts to bytes with valid padding, which then fail to parse
+    // (ERR_OSSL_UNSUPPORTED rather than "bad decrypt"). Find one; the error must still be the password.
+    const key = readFileSync(certs.serverKeyEncryptedLegacy);
+    let lucky: string | undefined;
+    for (let i = 0; i < 4000 && lucky === undefined; i++) {
+      try {
+        createPrivateKey({ key, passphrase: `wrong-${i}` });
+      } catch (error) {
+        if ((error as { code?: unknown }).code !== 'ERR_OSSL_BAD_DECRYPT') lucky = `wrong-${i}`;
+      }
+    }
+    expect(lucky).toBeDefined();
+    const listener = new TlsListener({
+      port: 0,
+      certificate: {
+        kind: 'pem',
+        certFile: certs.serverCert,
+        keyFile: certs.serverKeyEncryptedLegacy,
+        passphrase: lucky!,
+      },
+    });
+    const error = await listener.start().catch((e: unknown) => e);
+    expect(isTransportError(error, 'TRANSPORT_CERT_PASSWORD'), String(error)).toBe(true);
+  });
+
+  it('takes the passphrase of an in-memory encrypted key too', async () => {
+    const key = readFileSync(certs.serverKeyEncrypted, 'utf8');
+    const ok = await startTls({
+      certificate: { kind: 'pem', cert: certs.serverPem, key, passphrase: certs.keyPassphrase },
+    });
+    expect((await connectTls(ok.listener)).error).toBeUndefined();
+    await ok.accepted.next();
+    const wrong = new TlsListener({
+      port: 0,
+      certificate: { kind: 'pem', cert: certs.serverPem, key, passphrase: 'wrong' },
+    });
+    expect(isTransportError(await wrong.start().catch((e: unknown) => e), 'TRANSPORT_CERT_PASSWORD')).toBe(
+      true,
+    );
   });
 
   it('rejects start() on a missing file, naming it', async () => {

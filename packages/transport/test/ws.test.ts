@@ -1,6 +1,9 @@
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import https from 'node:https';
+import net from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { type ConnectionRejectedEvent, isTransportError, type Listener } from '../src/index.js';
 import { WsListener, type WsListenerOptions, WssListener } from '../src/ws.js';
@@ -276,6 +279,174 @@ describe('WsListener', () => {
     await once(second.ws, 'close');
     expect(got.map((b) => b.toString())).toEqual(['bye']);
     expect(await recorder2.closed).toBeUndefined();
+  });
+});
+
+describe('WsListener limits and socket options', () => {
+  it('refuses connections beyond maxConnections on its own port, and frees the slot on close', async () => {
+    const { listener, accepted, rejected } = await startWs({ maxConnections: 1 });
+    const first = await open(urlOf(listener), 'mqtt');
+    expect(first.ws.readyState).toBe(WebSocket.OPEN);
+    const recorder = new Recorder(await accepted.next());
+    // Closed on arrival, before any HTTP: the client sees the socket go away.
+    const second = await open(urlOf(listener), 'mqtt');
+    expect(second.ws.readyState).not.toBe(WebSocket.OPEN);
+    expect(second.error).toBeDefined();
+    expect(accepted.count).toBe(1);
+    expect(rejected.map((r) => r.error.code)).toEqual(['TRANSPORT_MAX_CONNECTIONS']);
+    expect(listener.connections.size).toBe(1);
+    first.ws.close(1000);
+    await recorder.closed;
+    expect(listener.connections.size).toBe(0);
+    expect((await open(urlOf(listener), 'mqtt')).ws.readyState).toBe(WebSocket.OPEN);
+    expect(accepted.count).toBe(2);
+  });
+
+  it('refuses upgrades beyond maxConnections on a user-owned server with 503', async () => {
+    const server = http.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const rejected: ConnectionRejectedEvent[] = [];
+      const listener = new WsListener({
+        server,
+        maxConnections: 1,
+        onConnectionRejected: (event) => rejected.push(event),
+      });
+      const accepted = new Accepted(listener);
+      await listener.start();
+      listeners.push(listener);
+      expect((await open(urlOf(listener), 'mqtt')).ws.readyState).toBe(WebSocket.OPEN);
+      await accepted.next();
+      expect((await open(urlOf(listener), 'mqtt')).status).toBe(503);
+      expect(accepted.count).toBe(1);
+      expect(rejected.map((r) => r.error.code)).toEqual(['TRANSPORT_MAX_CONNECTIONS']);
+    } finally {
+      for (const ws of clients.splice(0)) ws.terminate();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('applies keepAlive to the sockets it accepts', async () => {
+    const spy = vi.spyOn(net.Socket.prototype, 'setKeepAlive');
+    try {
+      const { listener, accepted } = await startWs({ keepAlive: { enabled: true, initialDelayMs: 2000 } });
+      const { ws } = await open(urlOf(listener), 'mqtt');
+      const connection = await accepted.next();
+      const local = (ws as unknown as { _socket: net.Socket })._socket.localPort;
+      const calls = spy.mock.calls.filter(
+        (_, i) => (spy.mock.contexts[i] as net.Socket).remotePort === local,
+      );
+      expect(calls).toEqual([[true, 2000]]);
+      expect(connection.remotePort).toBe(local);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
+
+describe('WsListener on a user-owned https server', () => {
+  // The user's server does the TLS handshake before any HTTP request exists, so WsListener has no TLS
+  // options: no certificate, no clientCA, no requireClientCertificate and no onClientCertificate (the
+  // type does not take them; given from JavaScript they are ignored). The client certificate policy is
+  // the server's (requestCert, rejectUnauthorized, ca); what was negotiated is on `connection.tls`.
+  async function httpsServer(options: https.ServerOptions): Promise<https.Server> {
+    const server = https.createServer({
+      cert: readFileSync(certs.serverCert),
+      key: readFileSync(certs.serverKey),
+      ca: certs.caPem,
+      ...options,
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return server;
+  }
+
+  async function closeServer(server: https.Server): Promise<void> {
+    for (const ws of clients.splice(0)) ws.terminate();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+
+  const clientCert = () => ({ cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey) });
+  const intruderCert = () => ({
+    cert: readFileSync(certs.otherClientCert),
+    key: readFileSync(certs.otherClientKey),
+  });
+
+  it('does not call onClientCertificate; connection.tls carries the verdict of the server', async () => {
+    const server = await httpsServer({ requestCert: true, rejectUnauthorized: false });
+    try {
+      const onClientCertificate = vi.fn(() => false);
+      const rejected: ConnectionRejectedEvent[] = [];
+      // From JavaScript (the type has no such option): ignored.
+      const jsOptions = {
+        server,
+        onClientCertificate,
+        onConnectionRejected: (e: ConnectionRejectedEvent) => rejected.push(e),
+      };
+      const listener = new WsListener(jsOptions);
+      expect(listener.protocol).toBe('wss');
+      const accepted = new Accepted(listener);
+      await listener.start();
+      listeners.push(listener);
+      const url = urlOf(listener, '/mqtt', 'wss');
+
+      const trusted = await open(url, 'mqtt', { ca: certs.caPem, ...clientCert() });
+      expect(trusted.ws.readyState).toBe(WebSocket.OPEN);
+      const good = await accepted.next();
+      expect(good.protocol).toBe('wss');
+      expect(good.tls?.isPeerAuthorized).toBe(true);
+      expect(good.tls?.authorizationError).toBeNull();
+      expect(good.tls?.peerCertificate?.subject).toContain('CN=client-1');
+
+      // Another CA's certificate passes the server (rejectUnauthorized: false) and becomes a Connection.
+      const intruder = await open(url, 'mqtt', { ca: certs.caPem, ...intruderCert() });
+      expect(intruder.ws.readyState).toBe(WebSocket.OPEN);
+      const bad = await accepted.next();
+      expect(bad.tls?.isPeerAuthorized).toBe(false);
+      expect(bad.tls?.authorizationError).toEqual(expect.any(String));
+      expect(bad.tls?.peerCertificate?.subject).toContain('CN=intruder');
+
+      const anonymous = await open(url, 'mqtt', { ca: certs.caPem });
+      expect(anonymous.ws.readyState).toBe(WebSocket.OPEN);
+      const none = await accepted.next();
+      expect(none.tls?.isPeerAuthorized).toBe(false);
+      expect(none.tls?.authorizationError).toBe('NO_PEER_CERTIFICATE');
+      expect(none.tls?.peerCertificate).toBeNull();
+
+      expect(onClientCertificate).not.toHaveBeenCalled();
+      expect(rejected).toEqual([]);
+
+      // Refusing is then the application's: destroy the Connection in onConnection.
+      const recorder = new Recorder(bad);
+      const closed = once(intruder.ws, 'close');
+      bad.destroy(new Error('certificate not trusted'));
+      expect((await recorder.closed)?.message).toBe('certificate not trusted');
+      await closed;
+    } finally {
+      await closeServer(server);
+    }
+  });
+
+  it('never sees a client the server refused in the handshake (rejectUnauthorized)', async () => {
+    const server = await httpsServer({ requestCert: true, rejectUnauthorized: true });
+    try {
+      const rejected: ConnectionRejectedEvent[] = [];
+      const listener = new WsListener({ server, onConnectionRejected: (e) => rejected.push(e) });
+      const accepted = new Accepted(listener);
+      await listener.start();
+      listeners.push(listener);
+      const url = urlOf(listener, '/mqtt', 'wss');
+      const intruder = await open(url, 'mqtt', { ca: certs.caPem, ...intruderCert() });
+      expect(intruder.ws.readyState).not.toBe(WebSocket.OPEN);
+      const trusted = await open(url, 'mqtt', { ca: certs.caPem, ...clientCert() });
+      expect(trusted.ws.readyState).toBe(WebSocket.OPEN);
+      expect((await accepted.next()).tls?.isPeerAuthorized).toBe(true);
+      expect(accepted.count).toBe(1);
+      expect(rejected).toEqual([]);
+    } finally {
+      await closeServer(server);
+    }
   });
 });
 

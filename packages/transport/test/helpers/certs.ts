@@ -23,6 +23,11 @@ export interface TestCerts {
   pfxPassword: string;
   /** A PKCS#12 file holding the certificate but not its key. */
   serverPfxNoKey: string;
+  /** The server key encrypted with `keyPassphrase` (PKCS#8, `-----BEGIN ENCRYPTED PRIVATE KEY-----`). */
+  serverKeyEncrypted: string;
+  /** The same key in OpenSSL's traditional encrypted PEM (`Proc-Type: 4,ENCRYPTED`). */
+  serverKeyEncryptedLegacy: string;
+  keyPassphrase: string;
   cleanup(): void;
 }
 
@@ -117,6 +122,23 @@ export function createTestCerts(): TestCerts {
     '-passout',
     `pass:${pfxPassword}`,
   ]);
+  const keyPassphrase = 'key-secret';
+  // The same key encrypted: PKCS#8 (`pkey`) and OpenSSL's traditional PEM encryption (`ec`).
+  for (const [command, out] of [
+    ['pkey', 'server-encrypted.key'],
+    ['ec', 'server-encrypted-legacy.key'],
+  ]) {
+    openssl(dir, [
+      command!,
+      '-in',
+      'server.key',
+      '-aes256',
+      '-passout',
+      `pass:${keyPassphrase}`,
+      '-out',
+      out!,
+    ]);
+  }
   const p = (f: string) => join(dir, f);
   return {
     dir,
@@ -134,6 +156,9 @@ export function createTestCerts(): TestCerts {
     serverPfx: p('server.pfx'),
     pfxPassword,
     serverPfxNoKey: p('server-nokey.pfx'),
+    serverKeyEncrypted: p('server-encrypted.key'),
+    serverKeyEncryptedLegacy: p('server-encrypted-legacy.key'),
+    keyPassphrase,
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

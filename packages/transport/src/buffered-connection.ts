@@ -1,0 +1,362 @@
+import type { Socket } from 'node:net';
+import {
+  type Connection,
+  type ConnectionHandler,
+  DEFAULT_HIGH_WATER_MARK_BYTES,
+  nextConnectionId,
+  publishClose,
+  publishOpen,
+} from './connection.js';
+import { TransportError, toSocketError } from './errors.js';
+import type { TlsDetails, TransportProtocol } from './options.js';
+
+/** @internal Something with a write queue to hand to the socket. */
+export interface Flushable {
+  flush(): void;
+  destroy(error?: Error): void;
+}
+
+// One setImmediate for all connections, not one per connection: a fan-out to 10 000 subscribers
+// schedules a single callback. setImmediate rather than process.nextTick because it runs after the
+// poll phase, so the writes caused by every socket read in that phase (several inbound packets, each
+// fanned out) join one batch per connection; nextTick would flush after each single read callback.
+let dirty: Flushable[] = [];
+let spare: Flushable[] = [];
+let flushScheduled = false;
+
+function flushAll(): void {
+  flushScheduled = false;
+  const list = dirty;
+  dirty = spare;
+  for (let i = 0; i < list.length; i++) {
+    const item = list[i]!;
+    try {
+      item.flush();
+    } catch (error) {
+      // One broken connection must not keep the others from being flushed.
+      item.destroy(toSocketError(error, undefined));
+    }
+  }
+  list.length = 0;
+  spare = list;
+}
+
+/** @internal Queues `item.flush()` for the end of this event-loop turn. */
+export function scheduleFlush(item: Flushable): void {
+  dirty.push(item);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushAll);
+  }
+}
+
+/** How long `end()` waits for the peer to close when `lingerSeconds` is unset. */
+export const DEFAULT_END_GRACE_MS = 5000;
+
+/** @internal Concatenates a batch. */
+export function concatBatch(queue: readonly Uint8Array[], total: number): Uint8Array {
+  return Buffer.concat(queue as Uint8Array[], total);
+}
+
+/** @internal Inbound flow control of the stream: `net.Socket` and `ws`'s WebSocket alike. */
+export interface Pausable {
+  pause(): unknown;
+  resume(): unknown;
+}
+
+/** @internal What every buffered connection is told at construction. */
+export interface BufferedConnectionSettings {
+  protocol: TransportProtocol;
+  tls: TlsDetails | undefined;
+  /** The TCP socket: addresses come from it, and an RST (lingerSeconds 0) is sent on it. */
+  raw: Socket;
+  /** True when `raw` carries TLS: resetting it under a live TLS socket crashes Node 20, so no RST then. */
+  rawIsWrapped: boolean;
+  /** What reads the stream: paused until `setHandler()`, then following `pause()`/`resume()`. */
+  reader: Pausable;
+  highWaterMarkBytes: number | undefined;
+  lingerSeconds: number | undefined;
+  listenerName: string | undefined;
+  /** Called once when the stream has closed, before `onClose` (listener bookkeeping). */
+  onClosed: ((connection: BufferedConnection) => void) | undefined;
+}
+
+/**
+ * @internal What a Connection over a byte stream does whatever the stream: handler attachment before
+ * data flows, the write queue flushed once per event-loop turn, high/low water marks and drain,
+ * pause/resume bookkeeping, `end()` with a grace timer, `destroy()`, the connect timer and delivering
+ * `onClose` exactly once. Subclasses say how many bytes the stream still buffers, how a batch is handed
+ * over and how the stream ends or is destroyed; the base pauses and resumes their `reader`. They feed
+ * inbound chunks to `receive()` and call `streamClosed()` once the stream is gone.
+ */
+export abstract class BufferedConnection implements Connection, Flushable {
+  readonly id: string;
+  readonly protocol: TransportProtocol;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly tls: TlsDetails | undefined;
+
+  protected readonly listenerName: string | undefined;
+  /** Set once `end()` was called: nothing more is written or delivered, reading goes on until the close. */
+  protected ending = false;
+  /** Set once `destroy()` was called (or the end grace ran out). */
+  protected destroyed = false;
+  /** Set once the stream has closed; from then on nothing happens but delivering `onClose`. */
+  protected hasClosed = false;
+  /** The error `onClose` will get; the first one wins. */
+  protected closeError: Error | undefined = undefined;
+  protected handler: ConnectionHandler | undefined = undefined;
+
+  private readonly raw: Socket;
+  private readonly rawIsWrapped: boolean;
+  private readonly reader: Pausable;
+  private readonly highWater: number;
+  private readonly lowWater: number;
+  private readonly lingerSeconds: number | undefined;
+  private readonly onClosed: ((connection: BufferedConnection) => void) | undefined;
+  private queue: Uint8Array[] = [];
+  private queuedBytes = 0;
+  private flushPending = false;
+  private needDrain = false;
+  private closeDelivered = false;
+  private paused = false;
+  private reading = false;
+  private connectTimer: NodeJS.Timeout | undefined = undefined;
+  private endTimer: NodeJS.Timeout | undefined = undefined;
+
+  constructor(settings: BufferedConnectionSettings) {
+    this.id = nextConnectionId();
+    const raw = settings.raw;
+    this.raw = raw;
+    this.rawIsWrapped = settings.rawIsWrapped;
+    this.reader = settings.reader;
+    // Nothing is read before setHandler(). Paused before the subclass attaches its 'data' or 'message'
+    // listener, which then does not start the flow (a socket accepted with pauseOnConnect is paused anyway).
+    settings.reader.pause();
+    this.protocol = settings.protocol;
+    this.tls = settings.tls;
+    this.localAddress = raw.localAddress ?? '';
+    this.localPort = raw.localPort ?? 0;
+    this.remoteAddress = raw.remoteAddress ?? '';
+    this.remotePort = raw.remotePort ?? 0;
+    this.highWater = settings.highWaterMarkBytes ?? DEFAULT_HIGH_WATER_MARK_BYTES;
+    this.lowWater = this.highWater >>> 1;
+    this.lingerSeconds = settings.lingerSeconds;
+    this.listenerName = settings.listenerName;
+    this.onClosed = settings.onClosed;
+  }
+
+  // ---- What differs between streams ----
+
+  /** Bytes the stream still holds that the kernel has not taken (`writableLength`, `bufferedAmount`). */
+  protected abstract streamBufferedBytes(): number;
+  /** False when the stream can no longer take bytes (the batch is then dropped). */
+  protected abstract canSend(): boolean;
+  /** Hands over one batch: `count` ≥ 1 chunks, `total` bytes. The array is cleared afterwards. */
+  protected abstract send(queue: readonly Uint8Array[], count: number, total: number): void;
+  /** Starts the orderly close (FIN, close frame); reading goes on so the peer's close is seen. */
+  protected abstract endStream(): void;
+  /** Closes the stream at once (after an RST on `raw`, when one was asked for). */
+  protected abstract destroyStream(): void;
+
+  // ---- Connection ----
+
+  get bufferedBytes(): number {
+    return this.queuedBytes + this.streamBufferedBytes();
+  }
+
+  get isClosed(): boolean {
+    return this.ending || this.destroyed || this.hasClosed;
+  }
+
+  setHandler(handler: ConnectionHandler): void {
+    this.handler = handler;
+    if (this.hasClosed) {
+      if (!this.closeDelivered) process.nextTick(this.deliverClose);
+      return;
+    }
+    if (!this.reading) {
+      this.reading = true;
+      if (!this.paused) this.reader.resume();
+    }
+  }
+
+  write(bytes: Uint8Array): boolean {
+    if (this.ending || this.destroyed || this.hasClosed) return false;
+    this.queue.push(bytes);
+    this.queuedBytes += bytes.byteLength;
+    if (!this.flushPending) {
+      this.flushPending = true;
+      scheduleFlush(this);
+    }
+    if (this.queuedBytes + this.streamBufferedBytes() > this.highWater) {
+      this.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  /** @internal Hands the queued batch to the stream; called once per turn by the scheduler. */
+  flush(): void {
+    this.flushPending = false;
+    const queue = this.queue;
+    const count = queue.length;
+    if (count === 0) return;
+    const total = this.queuedBytes;
+    this.queuedBytes = 0;
+    if (this.destroyed || !this.canSend()) {
+      queue.length = 0;
+      return;
+    }
+    this.send(queue, count, total);
+    queue.length = 0;
+    // The kernel may take the whole batch at once, in which case no 'drain' event will come.
+    if (this.needDrain && this.streamBufferedBytes() <= this.lowWater) this.emitDrain();
+  }
+
+  pause(): void {
+    this.paused = true;
+    if (this.reading) this.reader.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    if (this.reading && !this.ending) this.reader.resume();
+  }
+
+  end(): void {
+    if (this.ending || this.destroyed || this.hasClosed) return;
+    this.flush();
+    this.ending = true;
+    this.clearConnectTimer();
+    // Keep reading (and discarding) so the peer's close is seen and unread input does not turn our
+    // close into an RST that could discard the bytes just sent.
+    this.reading = true;
+    this.endStream();
+    this.reader.resume();
+    const linger = this.lingerSeconds;
+    const graceMs = linger !== undefined && linger > 0 ? linger * 1000 : DEFAULT_END_GRACE_MS;
+    this.endTimer = setTimeout(this.onEndTimeout, graceMs);
+    this.endTimer.unref();
+  }
+
+  destroy(error?: Error): void {
+    if (this.destroyed || this.hasClosed) return;
+    this.destroyed = true;
+    if (error !== undefined && this.closeError === undefined) this.closeError = error;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.clearTimers();
+    if (this.lingerSeconds === 0) this.resetRaw();
+    this.destroyStream();
+  }
+
+  // ---- For subclasses ----
+
+  /** Starts the connect timer (0 = off) and announces the connection; call last in the constructor. */
+  protected opened(connectTimeoutMs: number): void {
+    if (connectTimeoutMs > 0) {
+      this.connectTimer = setTimeout(this.onConnectTimeout, connectTimeoutMs);
+      this.connectTimer.unref();
+    }
+    publishOpen(this);
+  }
+
+  /** Bound once: passes an inbound chunk to the handler (dropped when there is none yet, or after end/destroy). */
+  protected readonly receive = (chunk: Buffer): void => {
+    if (this.connectTimer !== undefined) this.clearConnectTimer();
+    if (this.ending || this.destroyed) return;
+    const handler = this.handler;
+    if (handler === undefined) return;
+    try {
+      handler.onData(chunk);
+    } catch (error) {
+      // A throwing receiver closes its own connection, never the listener or the process.
+      this.destroy(error instanceof Error ? error : new Error(String(error)));
+    }
+  };
+
+  /** Stops the connect timer: the peer has shown life. */
+  protected clearConnectTimer(): void {
+    if (this.connectTimer !== undefined) {
+      clearTimeout(this.connectTimer);
+      this.connectTimer = undefined;
+    }
+  }
+
+  /** Records the error `onClose` will get, unless there already is one. */
+  protected noteError(error: Error): void {
+    if (this.closeError === undefined) this.closeError = error;
+  }
+
+  /** Bound once: the stream has closed: listener bookkeeping, the close channel, then `onClose` (once). */
+  protected readonly streamClosed = (): void => {
+    if (this.hasClosed) return;
+    this.hasClosed = true;
+    this.clearTimers();
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.onClosed?.(this);
+    publishClose(this, this.closeError);
+    if (this.handler !== undefined) this.deliverClose();
+  };
+
+  /** Bound once: the stream can take more; `onDrain` if the total is back to the low-water mark. */
+  protected readonly onStreamDrain = (): void => {
+    if (this.needDrain && this.queuedBytes + this.streamBufferedBytes() <= this.lowWater) this.emitDrain();
+  };
+
+  // ---- Internals ----
+
+  /** Closes the TCP socket with an RST. Not under TLS (see `rawIsWrapped`): the stream's close does it. */
+  private resetRaw(): void {
+    const raw = this.raw;
+    if (this.rawIsWrapped || raw.destroyed) return;
+    try {
+      raw.resetAndDestroy();
+    } catch {
+      // Not a TCP handle (e.g. a unix socket): a plain close is the best there is.
+      raw.destroy();
+    }
+  }
+
+  private emitDrain(): void {
+    this.needDrain = false;
+    this.handler?.onDrain();
+  }
+
+  private clearTimers(): void {
+    this.clearConnectTimer();
+    if (this.endTimer !== undefined) {
+      clearTimeout(this.endTimer);
+      this.endTimer = undefined;
+    }
+  }
+
+  private readonly onConnectTimeout = (): void => {
+    this.connectTimer = undefined;
+    this.destroy(
+      new TransportError('TRANSPORT_CONNECT_TIMEOUT', 'no data received within the connect timeout', {
+        listener: this.listenerName,
+      }),
+    );
+  };
+
+  private readonly onEndTimeout = (): void => {
+    this.endTimer = undefined;
+    if (this.hasClosed) return;
+    this.destroyed = true;
+    this.resetRaw();
+    this.destroyStream();
+  };
+
+  private readonly deliverClose = (): void => {
+    if (this.closeDelivered) return;
+    const handler = this.handler;
+    if (handler === undefined) return;
+    this.closeDelivered = true;
+    handler.onClose(this.closeError);
+  };
+}
