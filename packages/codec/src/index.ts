@@ -9,7 +9,12 @@ export {
 } from './errors.js';
 export { encodeAck } from './packets/ack.js';
 export { MAX_REMAINING_LENGTH, utf8Length } from './primitives.js';
-export { encodePublishFrame, PublishFrame, type PublishFrameInput } from './publish-frame.js';
+export {
+  CONTIGUOUS_PAYLOAD_LIMIT_BYTES,
+  encodePublishFrame,
+  PublishFrame,
+  type PublishFrameInput,
+} from './publish-frame.js';
 export {
   isValidTopicFilter,
   isValidTopicName,

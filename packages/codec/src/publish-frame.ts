@@ -5,66 +5,128 @@ import { topicNameProblem } from './topic.js';
 import type { QoS } from './types.js';
 
 /**
+ * Payloads up to this size are encoded into one contiguous buffer with their head: copying a small
+ * payload once is cheaper than handing the socket two buffers. Larger payloads are never copied: the
+ * frame keeps the caller's payload and a separate head, and a sender writes `head` then `payload`
+ * (one writev), so a 1 MiB message fanned out to many receivers is sent without a single copy.
+ */
+export const CONTIGUOUS_PAYLOAD_LIMIT_BYTES = 4096;
+
+/**
  * One PUBLISH encoded once for many receivers (the broker's fan-out). The fixed header, topic and
  * payload are shared; what differs per receiver, the packet identifier and the DUP flag, is patched
- * into a copy with `withPacketId`. At QoS 0 nothing differs: every receiver is sent `bytes` itself.
+ * into a copy of the head (`headWithPacketId`) or of the whole packet (`withPacketId`). At QoS 0
+ * nothing differs: every receiver is sent the same bytes.
  *
- * `bytes` must not be modified: it may already be queued on many connections.
+ * Nothing here may be modified: the buffers may already be queued on many connections, and
+ * `payload` is the caller's own (for large payloads), which must stay unchanged while the frame lives.
  */
 export class PublishFrame {
-  /** The whole packet; at QoS 1 and 2 its packet identifier is 0 (a placeholder). */
-  readonly bytes: Uint8Array;
   readonly qos: QoS;
-  /** Where the two bytes of the packet identifier start, or -1 at QoS 0. */
+  /** Fixed header, topic and (at QoS 1 and 2) a packet identifier placeholder of 0. */
+  readonly head: Uint8Array;
+  /** The payload: a view of `bytes` for small payloads, the caller's buffer for large ones. */
+  readonly payload: Uint8Array;
+  /** Where the two bytes of the packet identifier start in `head` (and `bytes`), or -1 at QoS 0. */
   readonly packetIdOffset: number;
-  /** Bytes before the payload: fixed header, topic and packet identifier. */
-  readonly headLength: number;
+  /** Whether `head` and `payload` are separate buffers (a large payload, kept without copying). */
+  readonly isSplit: boolean;
+  private contiguous: Uint8Array | undefined;
 
-  constructor(bytes: Uint8Array, qos: QoS, packetIdOffset: number, headLength: number) {
-    this.bytes = bytes;
+  constructor(
+    qos: QoS,
+    head: Uint8Array,
+    payload: Uint8Array,
+    packetIdOffset: number,
+    contiguous?: Uint8Array,
+  ) {
     this.qos = qos;
+    this.head = head;
+    this.payload = payload;
     this.packetIdOffset = packetIdOffset;
-    this.headLength = headLength;
+    this.contiguous = contiguous;
+    this.isSplit = contiguous === undefined;
+  }
+
+  /** Bytes before the payload. */
+  get headLength(): number {
+    return this.head.length;
+  }
+
+  /** Bytes of the whole packet. */
+  get length(): number {
+    return this.head.length + this.payload.length;
+  }
+
+  /** The whole packet in one buffer (packet identifier 0 at QoS 1 and 2); built once for a split frame. */
+  get bytes(): Uint8Array {
+    let bytes = this.contiguous;
+    if (bytes === undefined) {
+      bytes = allocate(this.length);
+      bytes.set(this.head);
+      bytes.set(this.payload, this.head.length);
+      this.contiguous = bytes;
+    }
+    return bytes;
   }
 
   /**
-   * A copy of the packet with `packetId` and the DUP flag set, for one receiver at QoS 1 or 2.
+   * A copy of the whole packet with `packetId` and the DUP flag set, for one receiver at QoS 1 or 2.
    * @throws CodecError CODEC_INVALID_ARGUMENT at QoS 0 or for an identifier outside 1–65535.
    */
   withPacketId(packetId: number, dup = false): Uint8Array {
-    const out = allocate(this.bytes.length);
-    out.set(this.bytes);
+    this.checkPacketId(packetId);
+    const out = allocate(this.length);
+    out.set(this.head);
+    out.set(this.payload, this.head.length);
+    this.patch(out, 0, packetId, dup);
+    return out;
+  }
+
+  /**
+   * A copy of the head only, with `packetId` and DUP set: send it followed by `payload` (shared).
+   * @throws CodecError CODEC_INVALID_ARGUMENT at QoS 0 or for an identifier outside 1–65535.
+   */
+  headWithPacketId(packetId: number, dup = false): Uint8Array {
+    this.checkPacketId(packetId);
+    const out = allocate(this.head.length);
+    out.set(this.head);
     this.patch(out, 0, packetId, dup);
     return out;
   }
 
   /**
    * Writes the packet with `packetId` and DUP into `target` at `offset` (for a caller batching
-   * several packets into one buffer); returns the bytes written.
+   * several packets into one buffer); returns the bytes written. At QoS 0 the identifier is ignored.
+   * @throws CodecError CODEC_INVALID_ARGUMENT for an identifier outside 1–65535 at QoS 1 or 2, or
+   * when `target` has no room (nothing is written then).
    */
   writeInto(target: Uint8Array, offset: number, packetId: number, dup = false): number {
     // Checked before the first byte is written: a throw leaves `target` untouched.
-    if (!Number.isInteger(offset) || offset < 0 || offset + this.bytes.length > target.length) {
+    const length = this.length;
+    if (!Number.isInteger(offset) || offset < 0 || offset + length > target.length) {
       throw new CodecError(
         'CODEC_INVALID_ARGUMENT',
-        `PUBLISH needs ${this.bytes.length} bytes at offset ${offset}; the buffer has ${target.length}`,
+        `PUBLISH needs ${length} bytes at offset ${offset}; the buffer has ${target.length}`,
       );
     }
-    if (this.qos > 0 && (!Number.isInteger(packetId) || packetId < 1 || packetId > 0xffff)) {
+    if (this.qos > 0) this.checkPacketId(packetId);
+    target.set(this.head, offset);
+    target.set(this.payload, offset + this.head.length);
+    if (this.qos > 0) this.patch(target, offset, packetId, dup);
+    return length;
+  }
+
+  private checkPacketId(packetId: number): void {
+    if (this.qos === 0)
+      throw new CodecError('CODEC_INVALID_ARGUMENT', 'a QoS 0 PUBLISH has no packet identifier');
+    if (!Number.isInteger(packetId) || packetId < 1 || packetId > 0xffff) {
       throw new CodecError('CODEC_INVALID_ARGUMENT', `packet identifier ${packetId} is outside 1–65535`);
     }
-    target.set(this.bytes, offset);
-    if (this.qos > 0) this.patch(target, offset, packetId, dup);
-    return this.bytes.length;
   }
 
   private patch(target: Uint8Array, offset: number, packetId: number, dup: boolean): void {
-    if (this.qos === 0)
-      throw new CodecError('CODEC_INVALID_ARGUMENT', 'a QoS 0 PUBLISH has no packet identifier');
-    if (!(packetId >= 1 && packetId <= 0xffff) || !Number.isInteger(packetId)) {
-      throw new CodecError('CODEC_INVALID_ARGUMENT', `packet identifier ${packetId} is outside 1–65535`);
-    }
-    if (dup) target[offset] = this.bytes[0]! | 0x08;
+    if (dup) target[offset] = this.head[0]! | 0x08;
     target[offset + this.packetIdOffset] = packetId >>> 8;
     target[offset + this.packetIdOffset + 1] = packetId & 0xff;
   }
@@ -78,7 +140,8 @@ export interface PublishFrameInput {
 }
 
 /**
- * Encodes a PUBLISH once, for sending to many receivers.
+ * Encodes a PUBLISH once, for sending to many receivers. A payload above
+ * CONTIGUOUS_PAYLOAD_LIMIT_BYTES is kept by reference, not copied: do not modify it afterwards.
  * @throws CodecError CODEC_INVALID_ARGUMENT for an invalid topic or QoS.
  */
 export function encodePublishFrame(input: PublishFrameInput): PublishFrame {
@@ -90,7 +153,9 @@ export function encodePublishFrame(input: PublishFrameInput): PublishFrame {
   if (problem !== undefined) throw new CodecError('CODEC_INVALID_ARGUMENT', `PUBLISH topic: ${problem}`);
   const topicBytes = utf8Length(topic);
   const length = 2 + topicBytes + (qos > 0 ? 2 : 0) + payload.length;
-  const out = allocate(1 + remainingLengthSize(length) + length);
+  const headLength = 1 + remainingLengthSize(length) + length - payload.length;
+  const isContiguous = payload.length <= CONTIGUOUS_PAYLOAD_LIMIT_BYTES;
+  const out = allocate(isContiguous ? headLength + payload.length : headLength);
   out[0] = publishFirstByte(qos, input.retain, false);
   let pos = writeRemainingLength(out, 1, length);
   pos = writeUtf8(out, pos, topic, topicBytes);
@@ -100,6 +165,7 @@ export function encodePublishFrame(input: PublishFrameInput): PublishFrame {
     out[pos++] = 0;
     out[pos++] = 0;
   }
+  if (!isContiguous) return new PublishFrame(qos, out, payload, packetIdOffset);
   out.set(payload, pos);
-  return new PublishFrame(out, qos, packetIdOffset, pos);
+  return new PublishFrame(qos, out.subarray(0, headLength), out.subarray(headLength), packetIdOffset, out);
 }

@@ -3,6 +3,7 @@
  * identifier and DUP.
  */
 import {
+  CONTIGUOUS_PAYLOAD_LIMIT_BYTES,
   decodePacket,
   encode,
   encodePublishFrame,
@@ -160,5 +161,36 @@ describe('writeInto', () => {
     const frame = encodePublishFrame(input(1));
     const target = new Uint8Array(frame.bytes.length);
     expectThrowsCode(() => frame.writeInto(target, 0, 0), 'CODEC_INVALID_ARGUMENT');
+  });
+});
+
+describe('large payloads are not copied', () => {
+  test('a payload above the contiguous limit is kept by reference; head + payload decode as the packet', () => {
+    const payload = new Uint8Array(CONTIGUOUS_PAYLOAD_LIMIT_BYTES + 1).fill(7);
+    const frame = encodePublishFrame({ topic: 'big/blob', payload, qos: 1, retain: true });
+    expect(frame.isSplit).toBe(true);
+    expect(frame.payload).toBe(payload);
+    const head = frame.headWithPacketId(300, true);
+    const whole = new Uint8Array(head.length + payload.length);
+    whole.set(head);
+    whole.set(payload, head.length);
+    const decoded = decodePacket(whole);
+    expect(decoded).toMatchObject({
+      type: 'publish',
+      topic: 'big/blob',
+      qos: 1,
+      retain: true,
+      dup: true,
+      packetId: 300,
+    });
+    expect(Array.from(frame.withPacketId(300, true))).toEqual(Array.from(whole));
+    expect(frame.bytes.length).toBe(frame.length);
+  });
+
+  test('a small payload is encoded with its head into one buffer', () => {
+    const frame = encodePublishFrame({ topic: 't', payload: new Uint8Array(10), qos: 0, retain: false });
+    expect(frame.isSplit).toBe(false);
+    expect(frame.payload.buffer).toBe(frame.bytes.buffer);
+    expect(frame.length).toBe(frame.bytes.length);
   });
 });

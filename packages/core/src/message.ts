@@ -66,7 +66,12 @@ export class Message {
    */
   own(): this {
     if (!this.isOwned) {
-      this.payload = this.payload.slice();
+      // A payload that fills at least half of the buffer it views (a large packet the decoder
+      // assembled into a buffer of its own, or one that had a read chunk mostly to itself) is kept
+      // as it is: copying it would cost more than the little memory it pins. A small view into a
+      // big read chunk is copied, so the chunk can be freed.
+      const payload = this.payload;
+      if (payload.byteLength * 2 < payload.buffer.byteLength) this.payload = payload.slice();
       this.isOwned = true;
     }
     return this;
