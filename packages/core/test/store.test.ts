@@ -49,7 +49,7 @@ describe('durability through the Store port', () => {
     expect(pub.take()).toEqual([{ type: 'puback', packetId: 9 }]);
   });
 
-  it('closes the publisher without acknowledging when the store fails to commit', async () => {
+  it('[MQTT-4.8.0-2] closes the publisher without acknowledging when the store fails to commit', async () => {
     const failing: Store = Object.assign(new MemoryStore(), {
       flush: () => Promise.reject(new Error('disk full')),
     });

@@ -2,6 +2,7 @@ import {
   type ConnackReturnCode,
   type ConnectPacket,
   encodeAck,
+  type PublishFrame,
   type PublishPacket,
   type QoS,
   type SubscribePacket,
@@ -572,9 +573,7 @@ export class Broker {
     for (const delivery of session.inflight.values()) {
       if (delivery.state === MessageState.AwaitingPuback || delivery.state === MessageState.AwaitingPubrec) {
         delivery.dup = true;
-        client.send(
-          delivery.message.frame(delivery.qos, delivery.retain).withPacketId(delivery.packetId, true),
-        );
+        sendPublish(client, delivery.message.frame(delivery.qos, delivery.retain), delivery.packetId, true);
         this.outgoingEvent(client, session, delivery, 'messageSending');
       } else {
         delivery.state = MessageState.AwaitingPubcomp;
@@ -777,7 +776,12 @@ export class Broker {
         return;
       }
       if (session.queuedCount > 0) {
-        // Keep the order of messages on the way to this client [MQTT-4.6.0-5].
+        // Keep the order of messages on the way to this client [MQTT-4.6.0-5], within the same
+        // queue limit as QoS 1 and 2: a client that does not read must not grow it without bound.
+        if (session.queuedCount >= this.limits.maxQueuedMessages) {
+          this.dropped(session, message, 0, 'queue-full');
+          return;
+        }
         session.enqueue({
           message: message.own(),
           qos,
@@ -862,7 +866,7 @@ export class Broker {
   }
 
   private sendQos0(client: Client, session: Session, message: Message, retain: boolean): void {
-    client.send(message.frame(0, retain).bytes);
+    sendPublish(client, message.frame(0, retain), 0, false);
     this.counters.messagesSent++;
     if (this.emitter.has('messageSending') || this.emitter.has('messageSent')) {
       const event = {
@@ -885,7 +889,7 @@ export class Broker {
     delivery.packetId = packetId;
     delivery.state = delivery.qos === 1 ? MessageState.AwaitingPuback : MessageState.AwaitingPubrec;
     session.inflight.set(packetId, delivery);
-    client.send(delivery.message.frame(delivery.qos, delivery.retain).withPacketId(packetId, delivery.dup));
+    sendPublish(client, delivery.message.frame(delivery.qos, delivery.retain), packetId, delivery.dup);
     this.outgoingEvent(client, session, delivery, 'messageSending');
     this.outgoingStatus(session, delivery);
     delivery.dup = true;
@@ -1354,6 +1358,20 @@ export class Broker {
     for (const [filter, qos] of session.subscriptions) this.subscriptionTree.add(filter, session, qos);
     this.store?.sessionReplaced(snapshotSession(session));
   }
+}
+
+/**
+ * Writes one PUBLISH to a client: the shared frame at QoS 0, else a copy with this receiver's packet
+ * identifier. A large payload is never copied: its own head goes first and the shared payload after
+ * it, and the transport sends both in one writev.
+ */
+function sendPublish(client: Client, frame: PublishFrame, packetId: number, dup: boolean): void {
+  if (!frame.isSplit) {
+    client.send(packetId === 0 ? frame.bytes : frame.withPacketId(packetId, dup));
+    return;
+  }
+  client.send(packetId === 0 ? frame.head : frame.headWithPacketId(packetId, dup));
+  client.send(frame.payload);
 }
 
 function isPromiseLike<T>(value: Decision<T>): value is Promise<T> {
