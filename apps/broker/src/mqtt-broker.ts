@@ -222,6 +222,8 @@ export class MqttBroker {
   constructor(options: MqttBrokerOptions = {}) {
     this.settings = { ...DEFAULT_SETTINGS, ...options.settings };
     this.core = new Broker({
+      // The reference's ConnectionTimeout seeds the engine's connect timeout; an explicit engine
+      // limit wins, and config('ConnectionTimeout=…') later changes both.
       limits: { connectTimeoutMs: this.settings.ConnectionTimeout * 1000, ...options.limits },
       ...(options.store === undefined ? {} : { store: options.store }),
     });
@@ -449,7 +451,6 @@ export class MqttBroker {
       throw error;
     }
     this.running = started;
-    this.core.setLimits({ connectTimeoutMs: this.settings.ConnectionTimeout * 1000 });
   }
 
   /** Stops accepting connections; connected clients stay (the reference's StopListening). */
