@@ -1,0 +1,203 @@
+/** Starting the brokers, the null sink and the load generator as pinned child processes. */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LoadResult, LoadSpec } from './load/spec.js';
+
+export const BENCH_DIR = dirname(dirname(fileURLToPath(import.meta.url)));
+export const MOSQUITTO = '/usr/sbin/mosquitto';
+export const BROKER_CPU = 0;
+export const GENERATOR_CPU = 1;
+
+export type BrokerKind = 'ours' | 'ours-durable' | 'mosquitto' | 'aedes' | 'null-sink';
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function hasCommand(name: string): boolean {
+  try {
+    execFileSync('bash', ['-c', `command -v ${name}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const HAS_TASKSET = hasCommand('taskset');
+
+function quote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Spawns `command` through bash with a raised open-files limit and pinned to `cpu`; `exec` keeps
+ * the pid, so the returned child's pid is the program's own (for /proc readings).
+ */
+export function spawnPinned(cpu: number, command: string[]): ChildProcess {
+  const pin = HAS_TASKSET ? `taskset -c ${cpu} ` : '';
+  const line = `ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec ${pin}${command.map(quote).join(' ')}`;
+  return spawn('bash', ['-c', line], { cwd: BENCH_DIR, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+const NODE_TS = [process.execPath, '--conditions=@broker/source', '--import', 'tsx'];
+
+/** Keeps the last few KiB of a stream, for error reports. */
+function tail(child: ChildProcess): () => string {
+  let text = '';
+  const keep = (chunk: Buffer): void => {
+    text = (text + chunk.toString()).slice(-4000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  return () => text;
+}
+
+export interface RunningBroker {
+  kind: BrokerKind;
+  pid: number;
+  port: number;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`exited (${child.exitCode ?? child.signalCode})`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ host: '127.0.0.1', port });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`not listening on ${port} after ${timeoutMs} ms`);
+}
+
+function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  if (await waitExit(child, 5000)) return;
+  child.kill('SIGKILL');
+  await waitExit(child, 2000);
+}
+
+export interface BrokerOptions {
+  /** Extra node flags for our broker (e.g. --cpu-prof). */
+  oursNodeFlags?: string[];
+}
+
+/** Starts a fresh broker on `port`, pinned to the broker CPU, and waits until it accepts connections. */
+export async function startBroker(
+  kind: BrokerKind,
+  port: number,
+  options: BrokerOptions = {},
+): Promise<RunningBroker> {
+  const dir = mkdtempSync(join(tmpdir(), `bench-${kind}-`));
+  let command: string[];
+  switch (kind) {
+    case 'ours':
+      command = [...NODE_TS, ...(options.oursNodeFlags ?? []), 'src/servers/ours.ts', String(port), 'memory'];
+      break;
+    case 'ours-durable':
+      command = [
+        ...NODE_TS,
+        ...(options.oursNodeFlags ?? []),
+        'src/servers/ours.ts',
+        String(port),
+        'sqlite',
+        dir,
+      ];
+      break;
+    case 'aedes':
+      command = [...NODE_TS, 'src/servers/aedes.ts', String(port)];
+      break;
+    case 'null-sink':
+      command = [...NODE_TS, 'src/servers/null-sink.ts', String(port)];
+      break;
+    case 'mosquitto': {
+      const conf = join(dir, 'mosquitto.conf');
+      writeFileSync(
+        conf,
+        [
+          `listener ${port} 127.0.0.1`,
+          'allow_anonymous true',
+          'persistence false',
+          // 0 = no maximum (mosquitto.conf(5), 2.0.11): nothing is dropped for queue or in-flight limits.
+          'max_queued_messages 0',
+          'max_queued_bytes 0',
+          'max_inflight_messages 0',
+          'max_connections -1',
+          'set_tcp_nodelay true',
+          'log_dest stderr',
+          'log_type error',
+          'log_type warning',
+          '',
+        ].join('\n'),
+      );
+      command = [MOSQUITTO, '-c', conf];
+      break;
+    }
+  }
+  const child = spawnPinned(BROKER_CPU, command);
+  const log = tail(child);
+  try {
+    await waitForPort(port, child, 30_000);
+  } catch (e) {
+    await stopChild(child);
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`${kind} did not start: ${e instanceof Error ? e.message : String(e)}\n${log()}`);
+  }
+  return {
+    kind,
+    pid: child.pid ?? 0,
+    port,
+    log,
+    async stop() {
+      await stopChild(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs the load generator pinned to its CPU; resolves with its JSON result. */
+export async function runGenerator(spec: LoadSpec, timeoutMs: number): Promise<LoadResult> {
+  const child = spawnPinned(GENERATOR_CPU, [...NODE_TS, 'src/load/generator.ts', JSON.stringify(spec)]);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    stdout += c.toString();
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    stderr = (stderr + c.toString()).slice(-4000);
+  });
+  const exited = await waitExit(child, timeoutMs);
+  if (!exited) {
+    await stopChild(child);
+    throw new Error(`generator timed out after ${timeoutMs} ms\n${stderr}`);
+  }
+  const line = stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line) as LoadResult;
+  } catch {
+    throw new Error(`generator failed (exit ${child.exitCode}): ${stderr || stdout}`);
+  }
+}

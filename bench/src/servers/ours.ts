@@ -1,0 +1,49 @@
+/**
+ * Our broker for the benchmark: the MqttBroker facade with one TCP listener on 127.0.0.1.
+ * Usage: ours.ts <port> [memory|sqlite <dataDir>]. Prints "ready <port>" once listening.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { MqttBroker, type MqttBrokerOptions } from '@broker/app';
+
+type Store = NonNullable<MqttBrokerOptions['store']>;
+
+/** @broker/persistence is a dependency of @broker/app, not of the bench: resolve it from there. */
+async function openSqliteStore(dataDir: string): Promise<Store> {
+  const appRequire = createRequire(fileURLToPath(import.meta.resolve('@broker/app')));
+  const path = appRequire.resolve('@broker/persistence/sqlite');
+  const mod = (await import(pathToFileURL(path).href)) as {
+    SqliteStore: { open(options: { dataDir: string }): Promise<Store> };
+  };
+  return mod.SqliteStore.open({ dataDir });
+}
+
+const port = Number(process.argv[2]);
+const mode = process.argv[3] ?? 'memory';
+const store = mode === 'sqlite' ? await openSqliteStore(process.argv[4] ?? '') : undefined;
+const broker = new MqttBroker({
+  limits: { maxInflightMessages: 65535, maxQueuedMessages: 1_000_000 },
+  ...(store === undefined ? {} : { store }),
+});
+broker.on('error', (e) => {
+  process.stderr.write(`broker error: ${JSON.stringify(e)}\n`);
+});
+broker.addListener({ protocol: 'tcp', host: '127.0.0.1', port });
+await broker.startListening();
+process.stdout.write(`ready ${port}\n`);
+
+let stopping = false;
+const stop = (): void => {
+  if (stopping) return;
+  stopping = true;
+  const timer = setTimeout(() => process.exit(0), 3000);
+  broker
+    .shutdown()
+    .catch((e: unknown) => process.stderr.write(`shutdown: ${String(e)}\n`))
+    .finally(() => {
+      clearTimeout(timer);
+      process.exit(0);
+    });
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
