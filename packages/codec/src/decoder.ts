@@ -6,7 +6,7 @@ import { decodePublish } from './packets/publish.js';
 import { decodeSuback } from './packets/suback.js';
 import { decodeSubscribe } from './packets/subscribe.js';
 import { decodeUnsubscribe } from './packets/unsubscribe.js';
-import { MAX_REMAINING_LENGTH, Reader } from './primitives.js';
+import { allocate, MAX_REMAINING_LENGTH, Reader } from './primitives.js';
 import type { Packet, ProtocolLevel } from './types.js';
 
 export interface PacketDecoderOptions {
@@ -258,7 +258,8 @@ export class PacketDecoder {
 
   /** Copies the next `count` bytes, which straddle chunks, into one buffer and consumes them. */
   private take(count: number): Uint8Array {
-    const out = new Uint8Array(count);
+    // Every byte is overwritten below, so the buffer need not be zero-filled first.
+    const out = allocate(count);
     let filled = 0;
     while (filled < count) {
       const available = this.head.length - this.headPos;
