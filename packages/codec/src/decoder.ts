@@ -24,6 +24,12 @@ export interface PacketDecoderOptions {
 }
 
 const EMPTY = new Uint8Array(0);
+const NO_CHUNKS: Uint8Array[] = [];
+/**
+ * One Reader for every decoder: decoding a packet is synchronous and never re-entered, so its
+ * per-packet cursor need not live in each connection's decoder (idle connections stay small).
+ */
+const sharedReader = new Reader();
 
 // Fixed-header flags each packet type must carry [MQTT-2.2.2-1]; -1 marks PUBLISH, whose flags vary.
 const REQUIRED_FLAGS = [-2, 0, 0, -1, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, -2] as const;
@@ -69,10 +75,10 @@ export class PacketDecoder {
   // Pending input: `head` from `headPos` on, then the chunks in `queue`, `buffered` bytes in all.
   private head: Uint8Array = EMPTY;
   private headPos = 0;
-  private readonly queue: Uint8Array[] = [];
+  /** Chunks after `head`; shared empty until a packet straddles chunks, so idle decoders stay small. */
+  private queue: Uint8Array[] = NO_CHUNKS;
   private buffered = 0;
   private failure: CodecError | undefined = undefined;
-  private readonly reader = new Reader();
 
   constructor(options: PacketDecoderOptions = {}) {
     this.maxPacketBytes = options.maxPacketBytes ?? MAX_REMAINING_LENGTH + 5;
@@ -96,6 +102,7 @@ export class PacketDecoder {
       this.head = chunk;
       this.headPos = 0;
     } else {
+      if (this.queue === NO_CHUNKS) this.queue = [];
       this.queue.push(chunk);
     }
     this.buffered += chunk.length;
@@ -183,6 +190,7 @@ export class PacketDecoder {
     }
     const end = start + remainingLength;
     const result = this.decodeBody(packetType, flags, bytes, start, end);
+    sharedReader.bytes = EMPTY; // the shared reader must not keep this chunk alive
     if (result instanceof CodecError) return this.fail(result);
     return result;
   }
@@ -194,7 +202,7 @@ export class PacketDecoder {
     start: number,
     end: number,
   ): Packet | CodecError {
-    const r = this.reader;
+    const r = sharedReader;
     r.reset(bytes, start, end, packetType);
     switch (packetType) {
       case 3:
@@ -234,7 +242,7 @@ export class PacketDecoder {
     this.failure = error;
     this.head = EMPTY;
     this.headPos = 0;
-    this.queue.length = 0;
+    this.queue = NO_CHUNKS;
     this.buffered = 0;
     return error;
   }

@@ -40,13 +40,15 @@ const asciiSlice: AsciiSlice = (() => {
     String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
 })();
 
+const NO_BYTES = new Uint8Array(0);
+
 /**
- * A read position inside one packet's bytes. One reader lives per decoder and is reset for every
+ * A read position inside one packet's bytes. One reader serves every decoder and is reset for every
  * packet, so decoding allocates nothing for bookkeeping. Readers never throw: the first problem is
  * recorded in `error` and every later read returns a harmless value.
  */
 export class Reader {
-  bytes: Uint8Array = new Uint8Array(0);
+  bytes: Uint8Array = NO_BYTES;
   pos = 0;
   end = 0;
   packetType = 0;

@@ -24,6 +24,9 @@ export interface InboundRecord {
   state: MessageState;
 }
 
+/** Shared, never written: the queue of every session that has not queued anything yet. */
+const NO_DELIVERIES: OutboundDelivery[] = [];
+
 /**
  * A session (MQTT 3.1.1 section 3.1.2.4): what the broker keeps for a client id — subscriptions,
  * messages on their way out (in flight and queued) and QoS 2 messages on their way in. It outlives
@@ -40,7 +43,7 @@ export class Session {
   /** In-flight outgoing QoS 1/2 messages by packet identifier, in the order they were sent. */
   readonly inflight = new Map<number, OutboundDelivery>();
   /** Messages waiting to be sent, oldest first; `queueHead` is the index of the oldest. */
-  private queue: OutboundDelivery[] = [];
+  private queue: OutboundDelivery[] = NO_DELIVERIES;
   private queueHead = 0;
   /** Incoming QoS 2 messages by packet identifier, from PUBREC until PUBREL [MQTT-4.3.3-2]. */
   readonly incoming = new Map<number, InboundRecord>();
@@ -56,7 +59,9 @@ export class Session {
   }
 
   enqueue(delivery: OutboundDelivery): void {
-    this.queue.push(delivery);
+    // The queue array is allocated on first use: most sessions never queue anything.
+    if (this.queue === NO_DELIVERIES) this.queue = [delivery];
+    else this.queue.push(delivery);
   }
 
   /** Puts deliveries back at the front of the queue, keeping their order. */
@@ -89,7 +94,7 @@ export class Session {
   }
 
   clearQueue(): void {
-    this.queue = [];
+    this.queue = NO_DELIVERIES;
     this.queueHead = 0;
   }
 

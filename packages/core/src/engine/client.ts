@@ -30,6 +30,9 @@ export interface StoredWill {
   retain: boolean;
 }
 
+/** Shared by every client until one needs a list of its own (idle connections stay small). */
+const NO_ACK_GROUPS: Array<{ commit: Promise<void>; acks: Uint8Array[]; isCommitted: boolean }> = [];
+
 // Packets with no content are encoded once.
 const PINGRESP = encode({ type: 'pingresp' });
 
@@ -60,7 +63,8 @@ export class Client implements ConnectionHandler {
    * one commit, oldest first. Later acknowledgements queue behind them, so the order of PUBACKs and
    * PUBRECs follows the order of the PUBLISH packets [MQTT-4.6.0-2] [MQTT-4.6.0-3].
    */
-  private ackGroups: Array<{ commit: Promise<void>; acks: Uint8Array[]; isCommitted: boolean }> = [];
+  private ackGroups: Array<{ commit: Promise<void>; acks: Uint8Array[]; isCommitted: boolean }> =
+    NO_ACK_GROUPS;
   /** A decision is pending: packets wait in the decoder so they are handled in order. */
   private isBusy = false;
 
@@ -143,7 +147,9 @@ export class Client implements ConnectionHandler {
       return;
     }
     const group = { commit, acks: [bytes], isCommitted: false };
-    groups.push(group);
+    // Allocated on first use: most connections never wait for a commit.
+    if (groups === NO_ACK_GROUPS) this.ackGroups = [group];
+    else groups.push(group);
     commit.then(
       () => {
         group.isCommitted = true;
