@@ -243,7 +243,10 @@ function encodeRows(): Array<{ row: Row; ours: () => number; theirs: () => numbe
   const big = cases.find((c) => c.name === 'PUBLISH QoS 0, 64 KB')!;
   const bigOurs = big.ours as PublishPacket;
   const nullStream = {
-    write: (chunk: Uint8Array) => ((sink = (sink + chunk.length) | 0), true),
+    write(chunk: Uint8Array): boolean {
+      sink = (sink + chunk.length) | 0;
+      return true;
+    },
     cork() {},
     uncork() {},
   };
