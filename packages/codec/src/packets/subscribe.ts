@@ -8,8 +8,8 @@ import {
   writeU16,
   writeUtf8,
 } from '../primitives.js';
-import { topicFilterProblem } from '../topic.js';
 import type { QoS, SubscribePacket, Subscription } from '../types.js';
+import { noTopicFilters, readTopicFilter, topicFilterFieldLength } from './topic-filters.js';
 
 const SUBSCRIBE = 8;
 
@@ -19,15 +19,10 @@ export function decodeSubscribe(r: Reader): SubscribePacket | CodecError {
   if (r.error !== undefined) return r.error;
   const subscriptions: Subscription[] = [];
   while (r.remaining > 0) {
-    const topicFilter = r.utf8('topic filter');
+    const topicFilter = readTopicFilter(r, SUBSCRIBE);
+    if (topicFilter instanceof CodecError) return topicFilter;
     const options = r.u8('requested QoS');
     if (r.error !== undefined) return r.error;
-    const problem = topicFilterProblem(topicFilter);
-    if (problem !== undefined) {
-      return new CodecError('CODEC_INVALID_TOPIC_FILTER', `${problem}: "${topicFilter}"`, {
-        packetType: SUBSCRIBE,
-      });
-    }
     // [MQTT-3.8.3-4] the upper six bits are reserved and the QoS is 0, 1 or 2.
     if ((options & 0xfc) !== 0 || (options & 0x03) === 3) {
       return new CodecError(
@@ -38,15 +33,7 @@ export function decodeSubscribe(r: Reader): SubscribePacket | CodecError {
     }
     subscriptions.push({ topicFilter, qos: options as QoS });
   }
-  if (subscriptions.length === 0) {
-    return new CodecError(
-      'CODEC_NO_TOPIC_FILTERS',
-      'SUBSCRIBE must contain at least one topic filter [MQTT-3.8.3-3]',
-      {
-        packetType: SUBSCRIBE,
-      },
-    );
-  }
+  if (subscriptions.length === 0) return noTopicFilters(SUBSCRIBE, 'SUBSCRIBE', 'MQTT-3.8.3-3');
   return { type: 'subscribe', packetId, subscriptions };
 }
 
@@ -60,19 +47,10 @@ export function measureSubscribe(packet: SubscribePacket): number {
   checkPacketId(packet.packetId, 'SUBSCRIBE'); // before anything is written
   let length = 2;
   for (const s of packet.subscriptions) {
-    const problem = topicFilterProblem(s.topicFilter);
-    if (problem !== undefined) throw new CodecError('CODEC_INVALID_ARGUMENT', `SUBSCRIBE filter: ${problem}`);
     if (s.qos !== 0 && s.qos !== 1 && s.qos !== 2) {
       throw new CodecError('CODEC_INVALID_ARGUMENT', `SUBSCRIBE QoS must be 0, 1 or 2, got ${String(s.qos)}`);
     }
-    const filterBytes = utf8Length(s.topicFilter);
-    if (filterBytes > 0xffff) {
-      throw new CodecError(
-        'CODEC_INVALID_ARGUMENT',
-        `SUBSCRIBE filter of ${filterBytes} bytes exceeds 65535 [MQTT-4.7.3-3]`,
-      );
-    }
-    length += 2 + filterBytes + 1;
+    length += topicFilterFieldLength(s.topicFilter, 'SUBSCRIBE') + 1;
   }
   remainingLengthSize(length);
   return length;

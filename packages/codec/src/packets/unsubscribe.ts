@@ -8,8 +8,8 @@ import {
   writeU16,
   writeUtf8,
 } from '../primitives.js';
-import { topicFilterProblem } from '../topic.js';
 import type { UnsubscribePacket } from '../types.js';
+import { noTopicFilters, readTopicFilter, topicFilterFieldLength } from './topic-filters.js';
 
 const UNSUBSCRIBE = 10;
 
@@ -19,23 +19,11 @@ export function decodeUnsubscribe(r: Reader): UnsubscribePacket | CodecError {
   if (r.error !== undefined) return r.error;
   const topicFilters: string[] = [];
   while (r.remaining > 0) {
-    const filter = r.utf8('topic filter');
-    if (r.error !== undefined) return r.error;
-    const problem = topicFilterProblem(filter);
-    if (problem !== undefined) {
-      return new CodecError('CODEC_INVALID_TOPIC_FILTER', `${problem}: "${filter}"`, {
-        packetType: UNSUBSCRIBE,
-      });
-    }
+    const filter = readTopicFilter(r, UNSUBSCRIBE);
+    if (filter instanceof CodecError) return filter;
     topicFilters.push(filter);
   }
-  if (topicFilters.length === 0) {
-    return new CodecError(
-      'CODEC_NO_TOPIC_FILTERS',
-      'UNSUBSCRIBE must contain at least one topic filter [MQTT-3.10.3-2]',
-      { packetType: UNSUBSCRIBE },
-    );
-  }
+  if (topicFilters.length === 0) return noTopicFilters(UNSUBSCRIBE, 'UNSUBSCRIBE', 'MQTT-3.10.3-2');
   return { type: 'unsubscribe', packetId, topicFilters };
 }
 
@@ -48,19 +36,7 @@ export function measureUnsubscribe(packet: UnsubscribePacket): number {
   }
   checkPacketId(packet.packetId, 'UNSUBSCRIBE'); // before anything is written
   let length = 2;
-  for (const filter of packet.topicFilters) {
-    const problem = topicFilterProblem(filter);
-    if (problem !== undefined)
-      throw new CodecError('CODEC_INVALID_ARGUMENT', `UNSUBSCRIBE filter: ${problem}`);
-    const filterBytes = utf8Length(filter);
-    if (filterBytes > 0xffff) {
-      throw new CodecError(
-        'CODEC_INVALID_ARGUMENT',
-        `UNSUBSCRIBE filter of ${filterBytes} bytes exceeds 65535 [MQTT-4.7.3-3]`,
-      );
-    }
-    length += 2 + filterBytes;
-  }
+  for (const filter of packet.topicFilters) length += topicFilterFieldLength(filter, 'UNSUBSCRIBE');
   remainingLengthSize(length);
   return length;
 }

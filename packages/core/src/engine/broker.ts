@@ -937,14 +937,9 @@ export class Broker {
 
   // Acknowledgements of what the broker sent -------------------------------------------------
 
+  /** PUBACK completes a QoS 1 delivery [MQTT-4.3.2-1]. */
   handlePuback(client: Client, packetId: number): void {
-    const session = client.session!;
-    const delivery = session.inflight.get(packetId);
-    if (delivery === undefined || delivery.state !== MessageState.AwaitingPuback) {
-      this.log(client.id, 3, 'Frame', `PUBACK for packet ${packetId}, which is not awaiting one; ignored`);
-      return;
-    }
-    this.complete(client, session, delivery);
+    this.completeIfAwaiting(client, packetId, MessageState.AwaitingPuback, 'PUBACK');
   }
 
   handlePubrec(client: Client, packetId: number): void {
@@ -963,11 +958,17 @@ export class Broker {
     }
   }
 
+  /** PUBCOMP completes a QoS 2 delivery [MQTT-4.3.3-1]. */
   handlePubcomp(client: Client, packetId: number): void {
+    this.completeIfAwaiting(client, packetId, MessageState.AwaitingPubcomp, 'PUBCOMP');
+  }
+
+  /** Completes the in-flight delivery with this packet id if it is waiting for this acknowledgement. */
+  private completeIfAwaiting(client: Client, packetId: number, awaiting: MessageState, name: string): void {
     const session = client.session!;
     const delivery = session.inflight.get(packetId);
-    if (delivery === undefined || delivery.state !== MessageState.AwaitingPubcomp) {
-      this.log(client.id, 3, 'Frame', `PUBCOMP for packet ${packetId}, which is not awaiting one; ignored`);
+    if (delivery === undefined || delivery.state !== awaiting) {
+      this.log(client.id, 3, 'Frame', `${name} for packet ${packetId}, which is not awaiting one; ignored`);
       return;
     }
     this.complete(client, session, delivery);
