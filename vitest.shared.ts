@@ -6,6 +6,9 @@ export const sharedConfig = {
   resolve: { conditions },
   ssr: { resolve: { conditions } },
   test: {
+    // The JSON report lets `npm test` print one closing line with the totals of every package.
+    reporters: ['default', 'json'],
+    outputFile: { json: '.vitest-results.json' },
     // Two cores on CI: one worker per file keeps socket tests from starving each other.
     pool: 'forks' as const,
     maxWorkers: 2,

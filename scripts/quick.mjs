@@ -3,7 +3,7 @@
 // Node.js and npm. This script finds (or fetches) the pinned pnpm, installs the workspace from the
 // frozen lockfile, installs the system tools the tests use when it can, and then runs the task.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,6 +35,42 @@ function pnpm() {
   return ['npx', '-y', `pnpm@${pinnedVersion}`];
 }
 
+function reportFiles() {
+  const files = [];
+  for (const group of ['packages', 'apps']) {
+    let names = [];
+    try {
+      names = readdirSync(join(root, group));
+    } catch {
+      continue;
+    }
+    for (const name of names) files.push(join(root, group, name, '.vitest-results.json'));
+  }
+  return files;
+}
+
+function removeReports() {
+  for (const file of reportFiles()) rmSync(file, { force: true });
+}
+
+/** One closing line with the totals of every package's vitest JSON report. */
+function printTotals() {
+  let passed = 0;
+  let failed = 0;
+  let skipped = 0;
+  for (const file of reportFiles()) {
+    try {
+      const report = JSON.parse(readFileSync(file, 'utf8'));
+      passed += report.numPassedTests ?? 0;
+      failed += report.numFailedTests ?? 0;
+      skipped += (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
+    } catch {
+      // a package without tests, or whose run did not get as far as writing its report
+    }
+  }
+  console.log(`\nTests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
+}
+
 const task = process.argv[2];
 const rest = process.argv.slice(3);
 const [cmd, ...prefix] = pnpm();
@@ -46,10 +82,24 @@ const step = (args) => {
 if (run('bash', ['scripts/system-deps.sh', '--if-possible']) !== 0) process.exit(1);
 step(['install', '--frozen-lockfile', '--prefer-offline']);
 switch (task) {
-  case 'test':
+  case 'test': {
     step(['exec', 'turbo', 'run', 'build', '--output-logs=errors-only']);
-    step(['exec', 'turbo', 'run', 'test', '--concurrency=1', ...rest]);
+    removeReports(); // turbo restores them for cached packages; a crashed run leaves none
+    // --continue: every package runs even after a failure, so the totals cover them all.
+    const status = run(cmd, [
+      ...prefix,
+      'exec',
+      'turbo',
+      'run',
+      'test',
+      '--concurrency=1',
+      '--continue',
+      ...rest,
+    ]);
+    printTotals();
+    process.exit(status);
     break;
+  }
   case 'start':
     step(['exec', 'turbo', 'run', 'build', '--output-logs=errors-only']);
     process.exit(run(process.execPath, [join(root, 'apps/broker/dist/cli.js'), ...rest]));

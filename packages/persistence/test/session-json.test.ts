@@ -483,7 +483,8 @@ describe('properties', () => {
         fc.record({ kind: fc.constant('delete' as const) }),
         fc.record({
           kind: fc.constant('add' as const),
-          key: fc.string({ maxLength: 8 }),
+          // 'length' on an array would make the test's own mutation throw, not the code under test.
+          key: fc.string({ maxLength: 8 }).filter((k) => k !== 'length' && k !== '__proto__'),
           value: fc.jsonValue({ maxDepth: 1 }),
         }),
       ),
