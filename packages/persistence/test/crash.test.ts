@@ -1,16 +1,13 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startCrashBroker } from './helpers/crash-harness.js';
 import { removeDir, tempDir } from './helpers/temp-dir.js';
 
 // The promise under kill -9: a broker process (core + SqliteStore on TCP) is killed right after it
 // acknowledged every PUBLISH; a new process on the same data directory delivers every one of them.
 
-const packageDir = fileURLToPath(new URL('..', import.meta.url));
-const script = fileURLToPath(new URL('./fixtures/crash-broker.ts', import.meta.url));
 const N = 200;
 
 const children: ChildProcess[] = [];
@@ -30,33 +27,11 @@ afterEach(async () => {
   dataDir = undefined;
 });
 
-/** Starts the broker process; resolves with its port once it printed "ready" (and wrote the port file). */
-function startBroker(dir: string): Promise<{ child: ChildProcess; port: number }> {
-  const portFile = join(dir, `port-${children.length}`);
-  const child = spawn(
-    process.execPath,
-    ['--conditions=@broker/source', '--import', 'tsx', script, join(dir, 'data'), portFile],
-    { cwd: packageDir, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  children.push(child);
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  return new Promise((resolve, reject) => {
-    let stdout = '';
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-      if (stdout.includes('\n')) {
-        const port = Number(readFileSync(portFile, 'utf8'));
-        if (`ready ${port}` !== stdout.trim()) reject(new Error(`unexpected output: ${stdout}`));
-        else resolve({ child, port });
-      }
-    });
-    child.once('exit', (code, signal) =>
-      reject(new Error(`broker exited early (${code ?? signal}): ${stderr}`)),
-    );
-  });
+/** Starts the broker process (the harness shared with `pnpm crash-repeat`) and keeps it for afterEach. */
+async function startBroker(dir: string): Promise<{ child: ChildProcess; port: number }> {
+  const broker = await startCrashBroker(join(dir, 'data'), join(dir, `port-${children.length}`));
+  children.push(broker.child);
+  return broker;
 }
 
 /** Waits for `promise`, failing with what was awaited after `ms` (so a hang names its step). */
