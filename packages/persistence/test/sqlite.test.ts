@@ -2,7 +2,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Broker, ManualClock } from '@broker/core';
 import { isPersistenceError, type PersistenceError } from '@broker/persistence';
-import { SQLITE_APPLICATION_ID, SQLITE_FORMAT_VERSION, SqliteStore } from '@broker/persistence/sqlite';
+import {
+  compactBatch,
+  SQLITE_APPLICATION_ID,
+  SQLITE_FORMAT_VERSION,
+  SqliteStore,
+} from '@broker/persistence/sqlite';
 import { MiniClient } from '@broker/persistence/testing';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -142,6 +147,30 @@ describe('SqliteStore rows', () => {
     await broker.close();
   });
 
+  it('writes nothing for a delivery added and completed within one commit (an online persistent subscriber)', async () => {
+    const store = open();
+    const broker = new Broker({ store, clock: new ManualClock(0) });
+    await broker.restore();
+    const sub = new MiniClient(broker, 'online', { cleanSession: false });
+    sub.subscribe('live', 1);
+    await store.flush();
+    const commitsBefore = store.commits;
+    // Delivered and acknowledged in the same turn: added, changed and removed before the commit.
+    new MiniClient(broker, 'p').publish('live', 'x', 1, { packetId: 1 });
+    const [m] = sub.takePublishes();
+    sub.puback(m!.packetId!);
+    await store.flush();
+    expect(store.commits).toBe(commitsBefore + 1);
+    expect([count('messages'), count('outgoing')]).toEqual([0, 0]);
+    // A delivery still open at the commit is written as usual.
+    new MiniClient(broker, 'p2').publish('live', 'y', 1, { packetId: 1 });
+    await store.flush();
+    expect([count('messages'), count('outgoing')]).toEqual([1, 1]);
+    await broker.close();
+    const reopened = open();
+    expect(reopened.load().sessions[0]!.outgoingMessages.map((o) => o.topic)).toEqual(['live']);
+  });
+
   it('keeps a retained message as one row shared with the sessions it went to', async () => {
     const store = open();
     const broker = new Broker({ store, clock: new ManualClock(0) });
@@ -264,5 +293,58 @@ describe('SqliteStore commits', () => {
     expect(pub.take()).toEqual([]);
     expect(pub.peer.isClosed).toBe(true);
     expect(codes).toContain('CORE_STORE_FAILED');
+  });
+});
+
+describe('batch compaction', () => {
+  const message = (messageId: number) => ({
+    kind: 'messageAdded',
+    message: { messageId, topic: 't', payload: Buffer.alloc(0), qos: 1, retain: 0 },
+  });
+  const delivery = { qos: 1, retain: 0, packetId: 1, state: 2, dup: 0 };
+  const kinds = (ops: readonly unknown[]) => ops.map((op) => (op as { kind: string }).kind);
+
+  it('cancels a delivery added, changed and removed in the batch, and its unreferenced content', () => {
+    const ops = [
+      message(7),
+      { kind: 'outgoingAdded', clientId: 'a', messageId: 7, delivery },
+      { kind: 'outgoingChanged', clientId: 'a', messageId: 7, delivery },
+      { kind: 'outgoingRemoved', clientId: 'a', messageId: 7 },
+    ];
+    expect(compactBatch(ops as never)).toEqual([]);
+  });
+
+  it('keeps the content while another delivery in the batch refers to it', () => {
+    const ops = [
+      message(7),
+      { kind: 'outgoingAdded', clientId: 'a', messageId: 7, delivery },
+      { kind: 'outgoingAdded', clientId: 'b', messageId: 7, delivery },
+      { kind: 'outgoingRemoved', clientId: 'a', messageId: 7 },
+    ];
+    expect(kinds(compactBatch(ops as never))).toEqual(['messageAdded', 'outgoingAdded']);
+  });
+
+  it('keeps a removal whose addition was committed earlier, and never cancels across a session removal', () => {
+    const earlier = [{ kind: 'outgoingRemoved', clientId: 'a', messageId: 3 }];
+    expect(kinds(compactBatch(earlier as never))).toEqual(['outgoingRemoved']);
+    const acrossRemoval = [
+      { kind: 'outgoingAdded', clientId: 'a', messageId: 3, delivery },
+      { kind: 'sessionRemoved', clientId: 'a' },
+      { kind: 'outgoingRemoved', clientId: 'a', messageId: 3 },
+    ];
+    expect(kinds(compactBatch(acrossRemoval as never))).toEqual([
+      'outgoingAdded',
+      'sessionRemoved',
+      'outgoingRemoved',
+    ]);
+  });
+
+  it('cancels an incoming QoS 2 record held and released within the batch', () => {
+    const ops = [
+      message(9),
+      { kind: 'incomingAdded', clientId: 'a', messageId: 9, packetId: 4, state: 8, dup: 0 },
+      { kind: 'incomingRemoved', clientId: 'a', packetId: 4 },
+    ];
+    expect(compactBatch(ops as never)).toEqual([]);
   });
 });

@@ -477,7 +477,7 @@ export class SqliteStore implements Store {
     }
     if (ops.length > 0) {
       try {
-        this.applyBatch(ops);
+        this.applyBatch(compactBatch(ops));
         this.commitCount++;
       } catch (error) {
         this.fail(error);
@@ -808,4 +808,83 @@ function prepare(db: Database.Database) {
     ),
     deleteRetained: db.prepare('DELETE FROM retained WHERE topic = ? RETURNING message_id'),
   };
+}
+
+/**
+ * Drops from a batch what cancels out before it is committed: a delivery (or an incoming QoS 2
+ * record) added and removed again within the batch — the common case of an online persistent
+ * subscriber that acknowledges within one commit interval — and the content of a message that then
+ * nothing in the batch refers to any more. The result commits the same end state with fewer
+ * writes. Nothing spans a session's removal or replacement.
+ */
+/** @internal Exported for its tests. */
+export function compactBatch(ops: readonly Op[]): readonly Op[] {
+  const cancelled = new Set<number>();
+  const cancelledMessages = new Set<number>();
+  const openOutgoing = new Map<string, number[]>();
+  const openIncoming = new Map<string, { index: number; messageId: number }>();
+  ops.forEach((op, index) => {
+    switch (op.kind) {
+      case 'outgoingAdded':
+        openOutgoing.set(`${op.clientId}\u0000${op.messageId}`, [index]);
+        break;
+      case 'outgoingChanged':
+        openOutgoing.get(`${op.clientId}\u0000${op.messageId}`)?.push(index);
+        break;
+      case 'outgoingRemoved': {
+        const key = `${op.clientId}\u0000${op.messageId}`;
+        const open = openOutgoing.get(key);
+        if (open === undefined) break;
+        for (const i of open) cancelled.add(i);
+        cancelled.add(index);
+        cancelledMessages.add(op.messageId);
+        openOutgoing.delete(key);
+        break;
+      }
+      case 'incomingAdded':
+        openIncoming.set(`${op.clientId}\u0000${op.packetId}`, { index, messageId: op.messageId });
+        break;
+      case 'incomingRemoved': {
+        const key = `${op.clientId}\u0000${op.packetId}`;
+        const open = openIncoming.get(key);
+        if (open === undefined) break;
+        cancelled.add(open.index);
+        cancelled.add(index);
+        cancelledMessages.add(open.messageId);
+        openIncoming.delete(key);
+        break;
+      }
+      case 'sessionRemoved':
+      case 'sessionReplaced': {
+        const clientId = op.kind === 'sessionRemoved' ? op.clientId : op.snapshot.clientId;
+        const prefix = `${clientId}\u0000`;
+        for (const key of [...openOutgoing.keys()]) if (key.startsWith(prefix)) openOutgoing.delete(key);
+        for (const key of [...openIncoming.keys()]) if (key.startsWith(prefix)) openIncoming.delete(key);
+        break;
+      }
+      default:
+    }
+  });
+  if (cancelled.size === 0) return ops;
+  // A message's content stays if anything left in the batch may refer to it.
+  const stillReferenced = new Set<number>();
+  ops.forEach((op, index) => {
+    if (cancelled.has(index)) return;
+    if (op.kind === 'outgoingAdded' || op.kind === 'outgoingChanged' || op.kind === 'incomingAdded') {
+      stillReferenced.add(op.messageId);
+    } else if (op.kind === 'retainedSet') {
+      stillReferenced.add(op.message.messageId);
+    } else if (op.kind === 'sessionReplaced') {
+      for (const m of [...op.snapshot.incomingMessages, ...op.snapshot.outgoingMessages])
+        stillReferenced.add(m.messageId);
+    }
+  });
+  return ops.filter((op, index) => {
+    if (cancelled.has(index)) return false;
+    if (op.kind === 'messageAdded') {
+      const id = op.message.messageId;
+      return !(cancelledMessages.has(id) && !stillReferenced.has(id));
+    }
+    return true;
+  });
 }
