@@ -1,11 +1,9 @@
 /** Stable codes of core's errors. Codes are API: never renamed or reused; each is in the README. */
 export type CoreErrorCode =
   | 'CORE_PROTOCOL_VIOLATION'
-  | 'CORE_MALFORMED_PACKET'
   | 'CORE_CONNECT_TIMEOUT'
   | 'CORE_KEEPALIVE_TIMEOUT'
   | 'CORE_IDLE_TIMEOUT'
-  | 'CORE_SESSION_TAKEN_OVER'
   | 'CORE_DRAIN_TIMEOUT'
   | 'CORE_CONNECTION_LIMIT'
   | 'CORE_HOOK_FAILED'

@@ -89,9 +89,4 @@ export class Message {
     }
     return frame;
   }
-
-  /** Drops the cached frames (kept only while a fan-out is in progress or a delivery is pending). */
-  releaseFrames(): void {
-    this.frames = undefined;
-  }
 }

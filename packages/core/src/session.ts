@@ -64,12 +64,6 @@ export class Session {
     else this.queue.push(delivery);
   }
 
-  /** Puts deliveries back at the front of the queue, keeping their order. */
-  requeueFront(deliveries: OutboundDelivery[]): void {
-    this.queue = deliveries.concat(this.queue.slice(this.queueHead));
-    this.queueHead = 0;
-  }
-
   /** The oldest queued delivery, left in the queue. */
   peek(): OutboundDelivery | undefined {
     return this.queueHead < this.queue.length ? this.queue[this.queueHead] : undefined;

@@ -1221,9 +1221,7 @@ export class Broker {
     if (qos !== 0 && qos !== 1 && qos !== 2)
       throw new CoreError('CORE_INVALID_ARGUMENT', `QoS ${String(qos)} is not 0, 1 or 2`);
     const payload =
-      typeof message.payload === 'string'
-        ? new TextEncoder().encode(message.payload)
-        : message.payload.slice();
+      typeof message.payload === 'string' ? textEncoder.encode(message.payload) : message.payload.slice();
     this.route(new Message(this.nextMessageId++, message.topic, payload, qos, message.retain ?? false, true));
   }
 
@@ -1305,7 +1303,7 @@ export class Broker {
         throw new CoreError('CORE_INVALID_ARGUMENT', `invalid topic "${topic}": ${problem}`, {
           referenceCode: 601,
         });
-      const bytes = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload.slice();
+      const bytes = typeof payload === 'string' ? textEncoder.encode(payload) : payload.slice();
       if (bytes.length === 0) {
         if (this.retainedTree.delete(topic)) this.store?.retainedCleared(topic);
         return;
@@ -1374,6 +1372,8 @@ function sendPublish(client: Client, frame: PublishFrame, packetId: number, dup:
   client.send(packetId === 0 ? frame.head : frame.headWithPacketId(packetId, dup));
   client.send(frame.payload);
 }
+
+const textEncoder = new TextEncoder();
 
 function isPromiseLike<T>(value: Decision<T>): value is Promise<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
