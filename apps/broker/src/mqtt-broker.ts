@@ -194,7 +194,6 @@ export interface MqttBrokerOptions {
 }
 
 const textDecoder = new TextDecoder();
-const textEncoder = new TextEncoder();
 
 export class MqttBrokerError extends Error {
   override readonly name = 'MqttBrokerError';
@@ -265,6 +264,13 @@ export class MqttBroker {
 
   /** Connects a facade event to its source the first time someone listens, so idle events cost nothing. */
   private wire(name: MqttBrokerEventName): void {
+    if (name === 'log') {
+      // The reference's LogLevel setting (0 none … 3 debug) decides which log events are fired.
+      this.core.on('log', (event) => {
+        if (event.level <= this.settings.LogLevel) this.emit('log', event);
+      });
+      return;
+    }
     const coreName = CORE_EVENT[name];
     if (coreName !== undefined) {
       this.core.on(coreName, (event) => this.emit(name, event as never));
@@ -627,7 +633,7 @@ export class MqttBroker {
   publish(topic: string, payload: Uint8Array | string, qos: QoS = 0, retain = false): void {
     this.core.publish({
       topic,
-      payload: typeof payload === 'string' ? textEncoder.encode(payload) : payload,
+      payload, // core encodes a string as UTF-8
       qos,
       retain,
     });

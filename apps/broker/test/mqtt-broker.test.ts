@@ -294,3 +294,20 @@ describe('decision events', () => {
     expect(granted).toEqual([0, 1]);
   });
 });
+
+describe('LogLevel', () => {
+  it('fires log events up to the LogLevel setting only (0 none, 1 info, 2 verbose, 3 debug)', async () => {
+    const { broker: b, url } = await startTcp();
+    const levels: number[] = [];
+    b.on('log', (e) => {
+      levels.push(e.level);
+    });
+    b.config('LogLevel=0');
+    await (await pool.connect(url, { clientId: 'quiet' })).endAsync();
+    expect(levels).toEqual([]);
+    b.config('LogLevel=3');
+    await (await pool.connect(url, { clientId: 'loud' })).endAsync();
+    await waitUntil(() => levels.some((l) => l >= 2), 2000, 'verbose log events');
+    expect(levels.every((l) => l >= 1 && l <= 3)).toBe(true);
+  });
+});
