@@ -29,6 +29,10 @@ const profile = argv.includes('--profile');
 const write = !argv.includes('--no-write');
 const onlyArg = argv[argv.indexOf('--only') + 1];
 const only = argv.includes('--only') && onlyArg !== undefined ? new Set(onlyArg.split(',')) : undefined;
+const brokersArg = argv[argv.indexOf('--brokers') + 1];
+/** --brokers ours,aedes: run only these (development runs; a table for docs wants all three). */
+const onlyBrokers =
+  argv.includes('--brokers') && brokersArg !== undefined ? new Set(brokersArg.split(',')) : undefined;
 const repsArg = argv.includes('--reps') ? Number(argv[argv.indexOf('--reps') + 1]) : undefined;
 const reps = repsArg ?? (quick ? 1 : 3);
 const timing = quick
@@ -664,7 +668,11 @@ async function main(): Promise<void> {
   for (let rep = 0; rep < reps; rep++) {
     log(`\nrepetition ${rep + 1}/${reps}`);
     for (const run of runs) {
-      const order = run.brokers.filter((b) => b !== 'mosquitto' || haveMosquitto);
+      const order = run.brokers.filter(
+        (b) =>
+          (b !== 'mosquitto' || haveMosquitto) &&
+          (onlyBrokers === undefined || onlyBrokers.has(b === 'ours-durable' ? 'ours' : b)),
+      );
       // Rotate the broker order per repetition so no broker always runs first.
       const rotated = order.map((_, i) => order[(i + rep) % order.length]!);
       for (const broker of rotated) outcomes.push(await runOne(run, broker, rep));
