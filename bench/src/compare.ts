@@ -33,6 +33,8 @@ const brokersArg = argv[argv.indexOf('--brokers') + 1];
 /** --brokers ours,aedes: run only these (development runs; a table for docs wants all three). */
 const onlyBrokers =
   argv.includes('--brokers') && brokersArg !== undefined ? new Set(brokersArg.split(',')) : undefined;
+/** BENCH_OURS_NODE_FLAGS="--trace-gc ...": extra node flags for our broker (diagnosis; see README). */
+const oursExtraFlags = (process.env['BENCH_OURS_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
 const repsArg = argv.includes('--reps') ? Number(argv[argv.indexOf('--reps') + 1]) : undefined;
 const reps = repsArg ?? (quick ? 1 : 3);
 const timing = quick
@@ -388,7 +390,7 @@ async function runOne(run: Run, broker: BrokerKind, rep: number): Promise<Outcom
   // One directory per run: Node writes one profile per thread (tsx's loader runs in a worker).
   const profileDir = join(PROFILE_DIR, `${run.id}-${broker}-${rep + 1}`);
   if (profile && isOurs) mkdirSync(profileDir, { recursive: true });
-  const flags = profile && isOurs ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const flags = isOurs ? [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...oursExtraFlags] : [];
   let started: Awaited<ReturnType<typeof startBroker>> | undefined;
   try {
     try {

@@ -1,6 +1,6 @@
 /** Starting the brokers, the null sink and the load generator as pinned child processes. */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -46,8 +46,11 @@ const NODE_TS = [process.execPath, '--conditions=@broker/source', '--import', 't
 /** Keeps the last few KiB of a stream, for error reports. */
 function tail(child: ChildProcess): () => string {
   let text = '';
+  // BENCH_BROKER_OUTPUT=<file>: every broker's output is also appended there (diagnosis, e.g. --trace-gc).
+  const copyTo = process.env['BENCH_BROKER_OUTPUT'];
   const keep = (chunk: Buffer): void => {
     text = (text + chunk.toString()).slice(-4000);
+    if (copyTo !== undefined) appendFileSync(copyTo, chunk);
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
@@ -128,7 +131,7 @@ export async function startBroker(
       ];
       break;
     case 'aedes':
-      command = [...NODE_TS, 'src/servers/aedes.ts', String(port)];
+      command = [...NODE_TS, ...(process.env['BENCH_AEDES_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== ''), 'src/servers/aedes.ts', String(port)];
       break;
     case 'null-sink':
       command = [...NODE_TS, 'src/servers/null-sink.ts', String(port)];
