@@ -390,7 +390,9 @@ async function runOne(run: Run, broker: BrokerKind, rep: number): Promise<Outcom
   // One directory per run: Node writes one profile per thread (tsx's loader runs in a worker).
   const profileDir = join(PROFILE_DIR, `${run.id}-${broker}-${rep + 1}`);
   if (profile && isOurs) mkdirSync(profileDir, { recursive: true });
-  const flags = isOurs ? [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...oursExtraFlags] : [];
+  const flags = isOurs
+    ? [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...oursExtraFlags]
+    : [];
   let started: Awaited<ReturnType<typeof startBroker>> | undefined;
   try {
     try {

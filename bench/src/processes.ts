@@ -131,7 +131,12 @@ export async function startBroker(
       ];
       break;
     case 'aedes':
-      command = [...NODE_TS, ...(process.env['BENCH_AEDES_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== ''), 'src/servers/aedes.ts', String(port)];
+      command = [
+        ...NODE_TS,
+        ...(process.env['BENCH_AEDES_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== ''),
+        'src/servers/aedes.ts',
+        String(port),
+      ];
       break;
     case 'null-sink':
       command = [...NODE_TS, 'src/servers/null-sink.ts', String(port)];

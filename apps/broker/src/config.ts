@@ -46,6 +46,8 @@ const limitsSchema = z.strictObject({
   idleTimeoutSeconds: z.number().int().min(0).optional(),
   maxOutgoingBufferBytes: z.number().int().min(1024).optional(),
   drainTimeoutMs: z.number().int().min(0).optional(),
+  flowControlBytes: z.number().int().min(0).optional(),
+  flowControlMaxHoldMs: z.number().int().min(0).optional(),
 });
 
 export const configSchema = z.strictObject({

@@ -65,6 +65,14 @@ function createBrokerMetrics(broker: MqttBroker, stats: BrokerStats) {
   const sent = counter('mqtt_broker_messages_sent_total', 'PUBLISH messages delivered to clients.');
   const bytesIn = counter('mqtt_broker_bytes_received_total', 'Bytes read from client connections.');
   const bytesOut = counter('mqtt_broker_bytes_sent_total', 'Bytes written to client connections.');
+  const holds = counter(
+    'mqtt_broker_publisher_holds_total',
+    "Times a publisher was not read because a subscriber's backlog held it (flow control).",
+  );
+  const slowConsumers = counter(
+    'mqtt_broker_slow_consumers_total',
+    'Times a subscriber held publishers longer than flowControlMaxHoldMs and became a slow consumer.',
+  );
   const dropped = new Counter({
     name: 'mqtt_broker_messages_dropped_total',
     help: 'Messages dropped: queue-full, backpressure, filtered or not-authorized.',
@@ -77,6 +85,8 @@ function createBrokerMetrics(broker: MqttBroker, stats: BrokerStats) {
   let lastSent = 0;
   let lastBytesIn = 0;
   let lastBytesOut = 0;
+  let lastHolds = 0;
+  let lastSlowConsumers = 0;
   const lastDropped: Record<DropReason, number> = {
     'queue-full': 0,
     backpressure: 0,
@@ -111,6 +121,10 @@ function createBrokerMetrics(broker: MqttBroker, stats: BrokerStats) {
     lastBytesIn = s.bytesReceived;
     bytesOut.inc(s.bytesSent - lastBytesOut);
     lastBytesOut = s.bytesSent;
+    holds.inc(s.publisherHolds - lastHolds);
+    lastHolds = s.publisherHolds;
+    slowConsumers.inc(s.slowConsumers - lastSlowConsumers);
+    lastSlowConsumers = s.slowConsumers;
     for (const reason of Object.keys(lastDropped) as DropReason[]) {
       const now = s.droppedByReason[reason];
       dropped.inc({ reason }, now - lastDropped[reason]);

@@ -39,6 +39,10 @@ export interface StatsSnapshot {
   /** Messages not delivered or not accepted, all reasons. */
   messagesDropped: number;
   droppedByReason: Readonly<Record<DropReason, number>>;
+  /** Times a publisher was held by a subscriber's backlog (publisher flow control). */
+  publisherHolds: number;
+  /** Times a subscriber became a slow consumer (held publishers longer than flowControlMaxHoldMs). */
+  slowConsumers: number;
   /** Bytes of every packet read from and written to clients. */
   bytesReceived: number;
   bytesSent: number;
@@ -126,6 +130,8 @@ export class BrokerStats {
         filtered: c.droppedFiltered,
         'not-authorized': c.droppedNotAuthorized,
       },
+      publisherHolds: c.publisherHolds,
+      slowConsumers: c.slowConsumers,
       bytesReceived: c.bytesReceived,
       bytesSent: c.bytesSent,
       subscriptions,

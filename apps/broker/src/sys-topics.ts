@@ -10,6 +10,7 @@
  * Differences from Mosquitto, on purpose:
  * - `messages/received|sent` count PUBLISH messages (Mosquitto counts every packet type there);
  *   the same values also go to Mosquitto's `publish/messages/received|sent`, whose meaning they match.
+ * - `flow-control/holds` and `flow-control/slow-consumers` are ours (see core's publisher flow control).
  * - `messages/dropped` is ours (also as `publish/messages/dropped`): every dropped message, all reasons.
  * - `bytes/received|sent` count every packet's bytes on client connections, as Mosquitto's do.
  * - `store/messages/count` is published only when the store can tell.
@@ -48,6 +49,8 @@ const TOPICS: ReadonlyArray<readonly [string, (s: StatsSnapshot, version: string
   ['$SYS/broker/publish/messages/received', (s) => String(s.messagesReceived)],
   ['$SYS/broker/publish/messages/sent', (s) => String(s.messagesSent)],
   ['$SYS/broker/publish/messages/dropped', (s) => String(s.messagesDropped)],
+  ['$SYS/broker/flow-control/holds', (s) => String(s.publisherHolds)],
+  ['$SYS/broker/flow-control/slow-consumers', (s) => String(s.slowConsumers)],
   ['$SYS/broker/bytes/received', (s) => String(s.bytesReceived)],
   ['$SYS/broker/bytes/sent', (s) => String(s.bytesSent)],
   ['$SYS/broker/subscriptions/count', (s) => String(s.subscriptions)],

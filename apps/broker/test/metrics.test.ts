@@ -68,6 +68,8 @@ describe('metrics endpoint', () => {
     expect(sample(first.body, 'mqtt_broker_listening')).toBe(1);
     expect(sample(first.body, 'mqtt_broker_uptime_seconds')).toBeGreaterThanOrEqual(0);
     expect(sample(first.body, 'mqtt_broker_messages_dropped_total{reason="queue-full"}')).toBe(0);
+    expect(sample(first.body, 'mqtt_broker_publisher_holds_total')).toBe(0);
+    expect(sample(first.body, 'mqtt_broker_slow_consumers_total')).toBe(0);
     expect(first.body).toContain('process_cpu_user_seconds_total');
     // No store count given: the series is absent rather than a misleading 0.
     expect(first.body).not.toContain('mqtt_broker_stored_messages');

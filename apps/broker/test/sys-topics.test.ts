@@ -127,6 +127,8 @@ describe('$SYS topics', () => {
     expect(text('$SYS/broker/retained messages/count')).toBe('0');
     expect(text('$SYS/broker/store/messages/count')).toBe('42');
     expect(text('$SYS/broker/bytes/received')).toBe('0');
+    expect(text('$SYS/broker/flow-control/holds')).toBe('0');
+    expect(text('$SYS/broker/flow-control/slow-consumers')).toBe('0');
   });
 
   it('is off with intervalSeconds 0, removing stale values, and refuses intervals setInterval cannot hold', async () => {

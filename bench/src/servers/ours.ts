@@ -21,8 +21,10 @@ async function openSqliteStore(dataDir: string): Promise<Store> {
 const port = Number(process.argv[2]);
 const mode = process.argv[3] ?? 'memory';
 const store = mode === 'sqlite' ? await openSqliteStore(process.argv[4] ?? '') : undefined;
+// BENCH_OURS_LIMITS='{"flowControlBytes":0}': other limits for a diagnosis run (see README).
+const extraLimits = JSON.parse(process.env['BENCH_OURS_LIMITS'] ?? '{}') as MqttBrokerOptions['limits'];
 const broker = new MqttBroker({
-  limits: { maxInflightMessages: 65535, maxQueuedMessages: 1_000_000 },
+  limits: { maxInflightMessages: 65535, maxQueuedMessages: 1_000_000, ...extraLimits },
   ...(store === undefined ? {} : { store }),
 });
 broker.on('error', (e) => {

@@ -20,4 +20,8 @@ export class BrokerCounters {
   clientsConnected = 0;
   /** The most clients connected at once. */
   clientsMaximum = 0;
+  /** Times a publisher was held because a subscriber it published to had a backlog (flow control). */
+  publisherHolds = 0;
+  /** Times a subscriber held publishers longer than flowControlMaxHoldMs and became a slow consumer. */
+  slowConsumers = 0;
 }

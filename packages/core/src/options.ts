@@ -28,6 +28,20 @@ export interface BrokerLimits {
   maxOutgoingBufferBytes: number;
   /** A client whose output stays above the high-water mark this long is disconnected. Default 60 s. */
   drainTimeoutMs: number;
+  /**
+   * Publisher flow control: when a message goes to a connected subscriber whose backlog (bytes queued
+   * for it in the broker plus bytes buffered in its connection) exceeds this, the connection that
+   * published it is not read until that backlog has halved. Fast publishers then run at the pace of
+   * the subscribers that keep up, instead of the broker buffering the difference. 0 turns it off.
+   * Default 256 KiB.
+   */
+  flowControlBytes: number;
+  /**
+   * A subscriber that has held publishers this long is a slow consumer: it holds nobody until its
+   * backlog has drained, and its messages queue (and are dropped) under maxQueuedMessages and
+   * maxOutgoingBufferBytes. So one slow subscriber cannot slow everyone down. Default 1 s.
+   */
+  flowControlMaxHoldMs: number;
   /** An async decision that takes longer refuses. Default 10 s. */
   hookTimeoutMs: number;
   /** How often the single sweep checks timeouts. Default 1 s. */
@@ -47,6 +61,8 @@ export const DEFAULT_LIMITS: Readonly<BrokerLimits> = Object.freeze({
   idleTimeoutSeconds: 0,
   maxOutgoingBufferBytes: 1024 * 1024,
   drainTimeoutMs: 60_000,
+  flowControlBytes: 4 * 1024 * 1024,
+  flowControlMaxHoldMs: 1000,
   hookTimeoutMs: 10_000,
   sweepIntervalMs: 1000,
 });

@@ -45,6 +45,8 @@ export class Session {
   /** Messages waiting to be sent, oldest first; `queueHead` is the index of the oldest. */
   private queue: OutboundDelivery[] = NO_DELIVERIES;
   private queueHead = 0;
+  /** Payload bytes of the queued messages (publisher flow control measures backlogs with it). */
+  queuedBytes = 0;
   /** Incoming QoS 2 messages by packet identifier, from PUBREC until PUBREL [MQTT-4.3.3-2]. */
   readonly incoming = new Map<number, InboundRecord>();
   private lastPacketId = 0;
@@ -62,6 +64,7 @@ export class Session {
     // The queue array is allocated on first use: most sessions never queue anything.
     if (this.queue === NO_DELIVERIES) this.queue = [delivery];
     else this.queue.push(delivery);
+    this.queuedBytes += delivery.message.payload.byteLength;
   }
 
   /** The oldest queued delivery, left in the queue. */
@@ -74,6 +77,7 @@ export class Session {
     const delivery = this.queue[this.queueHead]!;
     this.queue[this.queueHead] = undefined as unknown as OutboundDelivery;
     this.queueHead++;
+    this.queuedBytes -= delivery.message.payload.byteLength;
     // Compact once the consumed prefix dominates, so the array does not grow without bound.
     if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.queueHead);
@@ -90,6 +94,7 @@ export class Session {
   clearQueue(): void {
     this.queue = NO_DELIVERIES;
     this.queueHead = 0;
+    this.queuedBytes = 0;
   }
 
   /**

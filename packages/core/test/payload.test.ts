@@ -55,7 +55,10 @@ describe('payload ownership', () => {
 
 describe('queue bound', () => {
   it('QoS 0 messages queued behind QoS 1 ones (to keep order) count against maxQueuedMessages too', () => {
-    const { broker } = makeBroker({ limits: { maxQueuedMessages: 5, maxInflightMessages: 1 } });
+    // Flow control off: this checks the limit that applies to slow consumers.
+    const { broker } = makeBroker({
+      limits: { maxQueuedMessages: 5, maxInflightMessages: 1, flowControlBytes: 0 },
+    });
     const dropped: string[] = [];
     broker.on('messageDropped', (e) => dropped.push(`${e.qos}:${e.reason}`));
     const sub = connected(broker, 'slow');

@@ -79,6 +79,12 @@ interface TeardownOptions {
   isAbrupt?: boolean;
 }
 
+/** A subscriber's hold on publishers (publisher flow control). */
+interface FlowHold {
+  readonly publishers: Client[];
+  readonly sinceMs: number;
+}
+
 /**
  * The MQTT 3.1.1 broker engine. It accepts Connections from any transport, runs the protocol for
  * each, and keeps sessions, subscriptions and retained messages. It does no I/O of its own.
@@ -106,6 +112,12 @@ export class Broker {
   private readonly store: Store | undefined;
   /** Counts store records, so a PUBLISH handler can tell whether it recorded something to wait for. */
   private storeRecords = 0;
+  /** The client whose PUBLISH is being routed: publisher flow control may hold it. */
+  private publishingClient: Client | undefined = undefined;
+  /** Subscribers whose backlog holds publishers, with the publishers held and since when. */
+  private readonly flowHolds = new Map<Session, FlowHold>();
+  /** Subscribers that held publishers too long: they hold nobody until their backlog has drained. */
+  private readonly slowConsumers = new Set<Session>();
 
   constructor(options: BrokerOptions = {}) {
     this.currentLimits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
@@ -351,6 +363,9 @@ export class Broker {
     const session = client.session;
     if (session !== undefined && session.client === client) {
       session.client = undefined;
+      // An offline subscriber's backlog no longer moves: it holds nobody.
+      this.slowConsumers.delete(session);
+      this.releaseHold(session);
       // [MQTT-3.1.2-6] a clean session ends with its connection.
       if (session.isClean) this.removeSession(session);
     }
@@ -413,6 +428,7 @@ export class Broker {
     const now = this.clock.now();
     this.recentNowMs = now;
     const { connectTimeoutMs, idleTimeoutSeconds, drainTimeoutMs } = this.limits;
+    if (this.flowHolds.size > 0) this.sweepFlowHolds(now);
     for (const client of this.clients.values()) {
       if (client.state === 'connecting' || client.state === 'authenticating') {
         if (
@@ -646,7 +662,9 @@ export class Broker {
     const recordsBefore = this.storeRecords;
     if (isAllowed) {
       this.counters.messagesReceived++;
+      this.publishingClient = client;
       this.route(message);
+      this.publishingClient = undefined;
     } else {
       this.log(client.id, 1, 'Info', `publish to "${truncate(packet.topic)}" not authorized; dropped`);
       this.dropped(session, message, qos, 'not-authorized');
@@ -739,10 +757,12 @@ export class Broker {
     const match = this.subscriptionTree.match(message.topic);
     const { subscribers, qos } = match;
     const published = message.qos;
+    const publisher = this.limits.flowControlBytes > 0 ? this.publishingClient : undefined;
     for (let i = 0; i < subscribers.length; i++) {
       const granted = qos[i]!;
       // [MQTT-3.3.1-9] RETAIN is 0 when forwarding to an established subscription.
       this.deliver(subscribers[i]!, message, Math.min(granted, published) as QoS, false);
+      if (publisher !== undefined) this.holdIfBacklogged(publisher, subscribers[i]!);
     }
   }
 
@@ -902,13 +922,91 @@ export class Broker {
     const maxInflight = this.limits.maxInflightMessages;
     while (!client.isBlocked) {
       const next = session.peek();
-      if (next === undefined || (next.qos > 0 && session.inflight.size >= maxInflight)) return;
+      if (next === undefined || (next.qos > 0 && session.inflight.size >= maxInflight)) break;
       session.dequeue();
       if (next.qos === 0) this.sendQos0(client, session, next.message, next.retain);
       else {
         this.sendDelivery(client, session, next);
         this.recordDelivery(session, next, false);
       }
+    }
+    if (this.flowHolds.size > 0 || this.slowConsumers.size > 0) this.releaseIfDrained(session, client);
+  }
+
+  // Publisher flow control ---------------------------------------------------------------------
+
+  /**
+   * Holds the publisher of the message just delivered to `session` if that subscriber is backlogged:
+   * it is not read until the backlog halves. A client never holds itself, and a slow consumer holds
+   * nobody.
+   */
+  private holdIfBacklogged(publisher: Client, session: Session): void {
+    const client = session.client;
+    // Only a subscriber whose output waits (queued, or its connection above its high-water mark) can
+    // hold: its drain or next acknowledgement pumps it, which is when a hold is released.
+    if (client === undefined || client === publisher || (session.queuedCount === 0 && !client.isBlocked))
+      return;
+    if (!this.isBacklogged(session, client, 1)) return;
+    if (client.state !== 'connected' || publisher.state === 'closed' || this.slowConsumers.has(session))
+      return;
+    let hold = this.flowHolds.get(session);
+    if (hold === undefined) {
+      hold = { publishers: [], sinceMs: this.recentNowMs };
+      this.flowHolds.set(session, hold);
+    } else if (hold.publishers.includes(publisher)) {
+      return;
+    }
+    hold.publishers.push(publisher);
+    this.counters.publisherHolds++;
+    publisher.hold();
+  }
+
+  /**
+   * Whether a subscriber's backlog is over a flow-control threshold divided by `divisor` (1 to hold,
+   * 2 to release, for hysteresis): flowControlBytes of queued and buffered bytes, or half of a limit
+   * past which its messages would be dropped (maxQueuedMessages, maxOutgoingBufferBytes), so that a
+   * subscriber that keeps up on average gets backpressure instead of losses.
+   */
+  private isBacklogged(session: Session, client: Client, divisor: 1 | 2): boolean {
+    const { flowControlBytes, maxQueuedMessages, maxOutgoingBufferBytes } = this.limits;
+    const buffered = client.connection.bufferedBytes;
+    return (
+      (session.queuedBytes + buffered) * divisor > flowControlBytes ||
+      session.queuedCount * 2 * divisor > maxQueuedMessages ||
+      buffered * 2 * divisor > maxOutgoingBufferBytes
+    );
+  }
+
+  /** After a subscriber's output moved: releases its publishers once its backlog has halved. */
+  private releaseIfDrained(session: Session, client: Client): void {
+    if (this.isBacklogged(session, client, 2)) return;
+    this.slowConsumers.delete(session);
+    this.releaseHold(session);
+  }
+
+  /** Lets every publisher held by this subscriber read again. */
+  private releaseHold(session: Session): void {
+    const hold = this.flowHolds.get(session);
+    if (hold === undefined) return;
+    this.flowHolds.delete(session);
+    // Unholding reads and routes the publishers' waiting packets, which may hold them again.
+    for (const publisher of hold.publishers) publisher.unhold();
+  }
+
+  /** Sweep: a subscriber that held publishers longer than flowControlMaxHoldMs is a slow consumer. */
+  private sweepFlowHolds(now: number): void {
+    const maxHoldMs = this.limits.flowControlMaxHoldMs;
+    for (const [session, hold] of this.flowHolds) {
+      if (now - hold.sinceMs < maxHoldMs) continue;
+      this.slowConsumers.add(session);
+      this.counters.slowConsumers++;
+      this.log(
+        session.client?.id ?? '',
+        1,
+        'Session',
+        `slow consumer: its backlog held publishers for over ${maxHoldMs} ms; its messages now queue under maxQueuedMessages`,
+      );
+      this.releaseHold(session);
     }
   }
 

@@ -67,6 +67,8 @@ export class Client implements ConnectionHandler {
     NO_ACK_GROUPS;
   /** A decision is pending: packets wait in the decoder so they are handled in order. */
   private isBusy = false;
+  /** Backlogged subscribers holding this publisher (publisher flow control): read nothing while > 0. */
+  private holdCount = 0;
 
   constructor(broker: Broker, connection: Connection, nowMs: number) {
     this.broker = broker;
@@ -170,7 +172,7 @@ export class Client implements ConnectionHandler {
 
   /** Handles every whole packet buffered, in order, until one needs an async decision. */
   processPackets(): void {
-    while (!this.isBusy && this.state !== 'closed') {
+    while (!this.isBusy && this.holdCount === 0 && this.state !== 'closed') {
       const packet = this.decoder.next();
       if (packet === undefined) return;
       if (packet instanceof CodecError) {
@@ -198,7 +200,23 @@ export class Client implements ConnectionHandler {
 
   /** Reads and handles packets again, unless applying the decision started another one. */
   resume(): void {
-    if (this.state === 'closed' || this.isBusy) return;
+    if (this.state === 'closed' || this.isBusy || this.holdCount > 0) return;
+    this.connection.resume();
+    this.processPackets();
+  }
+
+  /**
+   * A subscriber this client published to has a backlog: stop reading, and stop handling packets
+   * already read, until every such subscriber has released it. What the client sends meanwhile waits
+   * in its socket, so TCP slows it down instead of the broker buffering for it.
+   */
+  hold(): void {
+    if (this.holdCount++ === 0) this.connection.pause();
+  }
+
+  /** One subscriber's hold ends; reading resumes once none is left and no decision is pending. */
+  unhold(): void {
+    if (--this.holdCount > 0 || this.state === 'closed' || this.isBusy) return;
     this.connection.resume();
     this.processPackets();
   }
