@@ -2,12 +2,12 @@ import { CodecError } from './errors.js';
 import { decodeAck } from './packets/ack.js';
 import { decodeConnack } from './packets/connack.js';
 import { decodeConnect } from './packets/connect.js';
-import { decodePublish } from './packets/publish.js';
+import { decodePublish, PartedPublishPacket } from './packets/publish.js';
 import { decodeSuback } from './packets/suback.js';
 import { decodeSubscribe } from './packets/subscribe.js';
 import { decodeUnsubscribe } from './packets/unsubscribe.js';
 import { allocate, MAX_REMAINING_LENGTH, Reader } from './primitives.js';
-import type { Packet, ProtocolLevel } from './types.js';
+import type { Packet, ProtocolLevel, PublishPacket } from './types.js';
 
 export interface PacketDecoderOptions {
   /**
@@ -22,6 +22,13 @@ export interface PacketDecoderOptions {
    */
   protocolLevel?: ProtocolLevel | undefined;
 }
+
+/**
+ * A PUBLISH with at least this many payload bytes that arrives over several chunks is returned with
+ * its payload as views of those chunks (`payloadParts`) instead of being copied into one buffer:
+ * copying it would cost a fresh allocation of its size (page faults, GC pressure) per message.
+ */
+export const PARTED_PAYLOAD_MIN_BYTES = 64 * 1024;
 
 const EMPTY = new Uint8Array(0);
 const NO_CHUNKS: Uint8Array[] = [];
@@ -61,7 +68,7 @@ const PACKET_NAMES = [
  * Zero copy: a packet that arrives whole inside one pushed chunk is decoded in place, so its
  * payload (and CONNECT's will message and password) are views of that chunk. Only a packet that
  * straddles chunks is copied, once, into a buffer of its exact size. A view keeps its whole chunk
- * alive and changes if the chunk is overwritten: copy (`payload.slice()`) what you keep beyond the
+ * alive and changes if the chunk is overwritten: copy (`copyBytes(payload)`; a Buffer's `slice()` is a view) what you keep beyond the
  * current turn, and do not reuse pushed chunks.
  *
  * Memory is bounded by what the peer actually sent: a packet's size is checked against
@@ -184,6 +191,11 @@ export class PacketDecoder {
       this.headPos += total;
       this.buffered -= total;
       if (this.headPos === this.head.length) this.shiftHead();
+    } else if (packetType === 3 && remainingLength >= PARTED_PAYLOAD_MIN_BYTES) {
+      const parted = this.partedPublish(flags, headerBytes, remainingLength);
+      if (parted !== undefined) return parted;
+      bytes = this.take(total);
+      start = headerBytes;
     } else {
       bytes = this.take(total);
       start = headerBytes;
@@ -236,6 +248,44 @@ export class PacketDecoder {
         r.expectEnd();
         return r.error ?? DISCONNECT;
     }
+  }
+
+  /**
+   * A large PUBLISH over several chunks: its headers are copied and decoded as usual, its payload is
+   * taken as views. Undefined (nothing consumed) when the payload is below PARTED_PAYLOAD_MIN_BYTES
+   * (or the topic length runs past the packet, an error the ordinary path then reports).
+   */
+  private partedPublish(
+    flags: number,
+    headerBytes: number,
+    remainingLength: number,
+  ): PartedPublishPacket | CodecError | undefined {
+    const topicBytes = (this.byteAt(headerBytes) << 8) | this.byteAt(headerBytes + 1);
+    const variableHeaderBytes = 2 + topicBytes + ((flags & 0x06) === 0 ? 0 : 2);
+    if (remainingLength - variableHeaderBytes < PARTED_PAYLOAD_MIN_BYTES) return undefined;
+    const headers = this.take(headerBytes + variableHeaderBytes);
+    const header = this.decodeBody(3, flags, headers, headerBytes, headers.length);
+    sharedReader.bytes = EMPTY;
+    if (header instanceof CodecError) return this.fail(header);
+    return new PartedPublishPacket(
+      header as PublishPacket,
+      this.takeParts(remainingLength - variableHeaderBytes),
+    );
+  }
+
+  /** The next `count` bytes as views of the chunks they are in, consumed. */
+  private takeParts(count: number): Uint8Array[] {
+    const parts: Uint8Array[] = [];
+    let remaining = count;
+    while (remaining > 0) {
+      const n = Math.min(this.head.length - this.headPos, remaining);
+      parts.push(this.head.subarray(this.headPos, this.headPos + n));
+      remaining -= n;
+      this.headPos += n;
+      if (this.headPos === this.head.length) this.shiftHead();
+    }
+    this.buffered -= count;
+    return parts;
   }
 
   private fail(error: CodecError): CodecError {

@@ -1,4 +1,9 @@
-export { decodePacket, PacketDecoder, type PacketDecoderOptions } from './decoder.js';
+export {
+  decodePacket,
+  PARTED_PAYLOAD_MIN_BYTES,
+  PacketDecoder,
+  type PacketDecoderOptions,
+} from './decoder.js';
 export { encode, encodedLength, encodeInto } from './encoder.js';
 export {
   CodecError,
@@ -8,7 +13,7 @@ export {
   type ReferenceErrorCode,
 } from './errors.js';
 export { encodeAck } from './packets/ack.js';
-export { MAX_REMAINING_LENGTH, utf8Length } from './primitives.js';
+export { copyBytes, MAX_REMAINING_LENGTH, utf8Length } from './primitives.js';
 export {
   CONTIGUOUS_PAYLOAD_LIMIT_BYTES,
   encodePublishFrame,

@@ -271,6 +271,14 @@ export function checkPacketId(packetId: number | undefined, what: string): numbe
   return packetId;
 }
 
+/**
+ * A copy of `bytes` (a Buffer stays a Buffer). Not `bytes.slice()`: on a Node Buffer that is a view
+ * of the same memory, so it neither protects against later changes nor frees the memory it views.
+ */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  return Uint8Array.prototype.slice.call(bytes);
+}
+
 /** Allocates an output buffer: Node's pooled Buffer where there is one, a Uint8Array elsewhere. */
 export const allocate: (size: number) => Uint8Array = (() => {
   const nodeBuffer = (globalThis as { Buffer?: { allocUnsafe?: (size: number) => Uint8Array } }).Buffer;

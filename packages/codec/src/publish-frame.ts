@@ -1,5 +1,5 @@
 import { CodecError } from './errors.js';
-import { publishFirstByte } from './packets/publish.js';
+import { copyParts, joinParts, partsLength, publishFirstByte } from './packets/publish.js';
 import { allocate, remainingLengthSize, utf8Length, writeRemainingLength, writeUtf8 } from './primitives.js';
 import { topicNameProblem } from './topic.js';
 import type { QoS } from './types.js';
@@ -25,27 +25,50 @@ export class PublishFrame {
   readonly qos: QoS;
   /** Fixed header, topic and (at QoS 1 and 2) a packet identifier placeholder of 0. */
   readonly head: Uint8Array;
-  /** The payload: a view of `bytes` for small payloads, the caller's buffer for large ones. */
-  readonly payload: Uint8Array;
+  /**
+   * The payload as the buffers to write after `head`, in order: the caller's buffer, or its parts
+   * (a payload the decoder kept as views of the chunks it arrived in). Empty for a contiguous frame.
+   */
+  readonly payloadParts: readonly Uint8Array[];
+  /** Bytes of the payload. */
+  readonly payloadLength: number;
   /** Where the two bytes of the packet identifier start in `head` (and `bytes`), or -1 at QoS 0. */
   readonly packetIdOffset: number;
-  /** Whether `head` and `payload` are separate buffers (a large payload, kept without copying). */
+  /** Whether `head` and the payload are separate buffers (a large payload, kept without copying). */
   readonly isSplit: boolean;
   private contiguous: Uint8Array | undefined;
+  private joinedPayload: Uint8Array | undefined;
 
   constructor(
     qos: QoS,
     head: Uint8Array,
-    payload: Uint8Array,
+    payload: Uint8Array | readonly Uint8Array[],
     packetIdOffset: number,
     contiguous?: Uint8Array,
   ) {
     this.qos = qos;
     this.head = head;
-    this.payload = payload;
     this.packetIdOffset = packetIdOffset;
     this.contiguous = contiguous;
     this.isSplit = contiguous === undefined;
+    if (payload instanceof Uint8Array) {
+      this.joinedPayload = payload;
+      this.payloadParts = this.isSplit ? [payload] : [];
+      this.payloadLength = payload.length;
+    } else {
+      this.joinedPayload = undefined;
+      this.payloadParts = payload;
+      this.payloadLength = partsLength(payload);
+    }
+  }
+
+  /**
+   * The payload in one buffer: a view of `bytes` for small payloads, the caller's buffer for large
+   * ones, or its parts joined (once, on first access) when it was given in parts.
+   */
+  get payload(): Uint8Array {
+    if (this.joinedPayload === undefined) this.joinedPayload = joinParts(this.payloadParts);
+    return this.joinedPayload;
   }
 
   /** Bytes before the payload. */
@@ -55,7 +78,7 @@ export class PublishFrame {
 
   /** Bytes of the whole packet. */
   get length(): number {
-    return this.head.length + this.payload.length;
+    return this.head.length + this.payloadLength;
   }
 
   /** The whole packet in one buffer (packet identifier 0 at QoS 1 and 2); built once for a split frame. */
@@ -64,7 +87,7 @@ export class PublishFrame {
     if (bytes === undefined) {
       bytes = allocate(this.length);
       bytes.set(this.head);
-      bytes.set(this.payload, this.head.length);
+      copyParts(this.payloadParts, bytes, this.head.length);
       this.contiguous = bytes;
     }
     return bytes;
@@ -77,14 +100,20 @@ export class PublishFrame {
   withPacketId(packetId: number, dup = false): Uint8Array {
     this.checkPacketId(packetId);
     const out = allocate(this.length);
+    if (!this.isSplit) {
+      // (Buffer's slice() would be a view, not a copy.)
+      out.set(this.contiguous!);
+      this.patch(out, 0, packetId, dup);
+      return out;
+    }
     out.set(this.head);
-    out.set(this.payload, this.head.length);
+    copyParts(this.payloadParts, out, this.head.length);
     this.patch(out, 0, packetId, dup);
     return out;
   }
 
   /**
-   * A copy of the head only, with `packetId` and DUP set: send it followed by `payload` (shared).
+   * A copy of the head only, with `packetId` and DUP set: send it followed by `payloadParts` (shared).
    * @throws CodecError CODEC_INVALID_ARGUMENT at QoS 0 or for an identifier outside 1–65535.
    */
   headWithPacketId(packetId: number, dup = false): Uint8Array {
@@ -111,8 +140,12 @@ export class PublishFrame {
       );
     }
     if (this.qos > 0) this.checkPacketId(packetId);
-    target.set(this.head, offset);
-    target.set(this.payload, offset + this.head.length);
+    if (this.isSplit) {
+      target.set(this.head, offset);
+      copyParts(this.payloadParts, target, offset + this.head.length);
+    } else {
+      target.set(this.contiguous!, offset);
+    }
     if (this.qos > 0) this.patch(target, offset, packetId, dup);
     return length;
   }
@@ -134,7 +167,8 @@ export class PublishFrame {
 
 export interface PublishFrameInput {
   topic: string;
-  payload: Uint8Array;
+  /** One buffer, or parts to be sent one after the other (never joined for sending). */
+  payload: Uint8Array | readonly Uint8Array[];
   qos: QoS;
   retain: boolean;
 }
@@ -145,17 +179,21 @@ export interface PublishFrameInput {
  * @throws CodecError CODEC_INVALID_ARGUMENT for an invalid topic or QoS.
  */
 export function encodePublishFrame(input: PublishFrameInput): PublishFrame {
-  const { topic, payload, qos } = input;
+  const { topic, qos } = input;
+  let payload = input.payload;
   if (qos !== 0 && qos !== 1 && qos !== 2) {
     throw new CodecError('CODEC_INVALID_ARGUMENT', `PUBLISH QoS must be 0, 1 or 2, got ${String(qos)}`);
   }
   const problem = topicNameProblem(topic);
   if (problem !== undefined) throw new CodecError('CODEC_INVALID_ARGUMENT', `PUBLISH topic: ${problem}`);
   const topicBytes = utf8Length(topic);
-  const length = 2 + topicBytes + (qos > 0 ? 2 : 0) + payload.length;
-  const headLength = 1 + remainingLengthSize(length) + length - payload.length;
-  const isContiguous = payload.length <= CONTIGUOUS_PAYLOAD_LIMIT_BYTES;
-  const out = allocate(isContiguous ? headLength + payload.length : headLength);
+  const payloadLength = payload instanceof Uint8Array ? payload.length : partsLength(payload);
+  const length = 2 + topicBytes + (qos > 0 ? 2 : 0) + payloadLength;
+  const headLength = 1 + remainingLengthSize(length) + length - payloadLength;
+  const isContiguous = payloadLength <= CONTIGUOUS_PAYLOAD_LIMIT_BYTES;
+  // Small parts are joined (a copy of at most the contiguous limit); large ones are kept as they are.
+  if (isContiguous && !(payload instanceof Uint8Array)) payload = joinParts(payload);
+  const out = allocate(isContiguous ? headLength + payloadLength : headLength);
   out[0] = publishFirstByte(qos, input.retain, false);
   let pos = writeRemainingLength(out, 1, length);
   pos = writeUtf8(out, pos, topic, topicBytes);
@@ -166,6 +204,6 @@ export function encodePublishFrame(input: PublishFrameInput): PublishFrame {
     out[pos++] = 0;
   }
   if (!isContiguous) return new PublishFrame(qos, out, payload, packetIdOffset);
-  out.set(payload, pos);
+  out.set(payload as Uint8Array, pos);
   return new PublishFrame(qos, out.subarray(0, headLength), out.subarray(headLength), packetIdOffset, out);
 }

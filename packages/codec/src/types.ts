@@ -82,6 +82,13 @@ export interface PublishPacket {
   dup: boolean;
   /** 1–65535 for QoS 1 and 2; absent (undefined) for QoS 0. */
   packetId?: number | undefined;
+  /**
+   * Set by the decoder for a large PUBLISH (payload of PARTED_PAYLOAD_MIN_BYTES or more) that arrived
+   * over several chunks: the payload as views of those chunks, in order, not copied. `payload` joins
+   * them into one buffer on first access; a consumer that can write or keep parts (a broker's
+   * fan-out: `encodePublishFrame` takes them) reads these instead and never pays for that copy.
+   */
+  readonly payloadParts?: readonly Uint8Array[] | undefined;
 }
 
 export interface PubackPacket {

@@ -1,4 +1,4 @@
-import type { QoS } from '@broker/codec';
+import { copyBytes, type QoS } from '@broker/codec';
 import type { MessageState } from './message.js';
 import type { MessageSnapshot, SessionSnapshot } from './snapshot.js';
 import type { Store, StoreContents, StoredDelivery, StoredMessage } from './store.js';
@@ -66,12 +66,12 @@ export class MemoryStore implements Store {
     }
     return {
       sessions,
-      retained: [...this.retained.values()].map((m) => ({ ...m, payload: m.payload.slice() })),
+      retained: [...this.retained.values()].map((m) => ({ ...m, payload: copyBytes(m.payload) })),
     };
   }
 
   private content(m: StoredMessage): { messageId: number; topic: string; payload: Uint8Array } {
-    return { messageId: m.messageId, topic: m.topic, payload: m.payload.slice() };
+    return { messageId: m.messageId, topic: m.topic, payload: copyBytes(m.payload) };
   }
 
   private session(clientId: string): SessionRecord {
@@ -104,7 +104,7 @@ export class MemoryStore implements Store {
   }
 
   messageAdded(message: StoredMessage): void {
-    this.messages.set(message.messageId, { ...message, payload: message.payload.slice() });
+    this.messages.set(message.messageId, { ...message, payload: copyBytes(message.payload) });
   }
 
   outgoingAdded(clientId: string, messageId: number, delivery: StoredDelivery): void {
@@ -145,7 +145,7 @@ export class MemoryStore implements Store {
   }
 
   retainedSet(message: StoredMessage): void {
-    this.retained.set(message.topic, { ...message, payload: message.payload.slice() });
+    this.retained.set(message.topic, { ...message, payload: copyBytes(message.payload) });
   }
 
   retainedCleared(topic: string): void {
@@ -160,7 +160,7 @@ export class MemoryStore implements Store {
       this.messages.set(m.messageId, {
         messageId: m.messageId,
         topic: m.topic,
-        payload: m.payload.slice(),
+        payload: copyBytes(m.payload),
         qos: m.qos,
         retain: m.retain,
       });

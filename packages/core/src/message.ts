@@ -1,4 +1,17 @@
-import { encodePublishFrame, type PublishFrame, type QoS } from '@broker/codec';
+import { copyBytes, encodePublishFrame, type PublishFrame, type QoS } from '@broker/codec';
+
+/** `parts` in one new buffer. */
+function join(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let pos = 0;
+  for (const part of parts) {
+    out.set(part, pos);
+    pos += part.length;
+  }
+  return out;
+}
 
 /**
  * Message states, numbered as the reference component numbers them (ARCHITECTURE.md): 1–5 outgoing,
@@ -37,8 +50,8 @@ export class Message {
   /** Broker-wide unique id (the reference's MessageId). */
   readonly id: number;
   readonly topic: string;
-  /** May be a view of a received chunk until `own()` is called. */
-  payload: Uint8Array;
+  /** Bytes of the payload. */
+  readonly payloadLength: number;
   /** The QoS it was published with. */
   readonly qos: QoS;
   /** The RETAIN flag it was published with. */
@@ -50,14 +63,42 @@ export class Message {
   storeReferences = 0;
   private isOwned: boolean;
   private frames: Array<PublishFrame | undefined> | undefined = undefined;
+  /**
+   * One buffer, or the parts a large payload arrived in (views of the received chunks, see the
+   * codec's `payloadParts`): those are sent as they are and joined only if `payload` is read.
+   */
+  private body: Uint8Array | readonly Uint8Array[];
 
-  constructor(id: number, topic: string, payload: Uint8Array, qos: QoS, retain: boolean, isOwned: boolean) {
+  constructor(
+    id: number,
+    topic: string,
+    payload: Uint8Array | readonly Uint8Array[],
+    qos: QoS,
+    retain: boolean,
+    isOwned: boolean,
+  ) {
     this.id = id;
     this.topic = topic;
-    this.payload = payload;
+    this.body = payload;
+    let length = 0;
+    if (payload instanceof Uint8Array) length = payload.length;
+    else for (const part of payload) length += part.length;
+    this.payloadLength = length;
     this.qos = qos;
     this.retain = retain;
     this.isOwned = isOwned;
+  }
+
+  /**
+   * The payload in one buffer (parts are joined once, on first read). May be a view of a received
+   * chunk until `own()` is called.
+   */
+  get payload(): Uint8Array {
+    const body = this.body;
+    if (body instanceof Uint8Array) return body;
+    const joined = join(body);
+    this.body = joined;
+    return joined;
   }
 
   /**
@@ -70,8 +111,12 @@ export class Message {
       // assembled into a buffer of its own, or one that had a read chunk mostly to itself) is kept
       // as it is: copying it would cost more than the little memory it pins. A small view into a
       // big read chunk is copied, so the chunk can be freed.
-      const payload = this.payload;
-      if (payload.byteLength * 2 < payload.buffer.byteLength) this.payload = payload.slice();
+      // Parts are only made for large payloads (64 KiB and more), which fill the chunks they view
+      // but for the first and the last: they are kept too.
+      const body = this.body;
+      if (body instanceof Uint8Array && body.byteLength * 2 < body.buffer.byteLength) {
+        this.body = copyBytes(body);
+      }
       this.isOwned = true;
     }
     return this;
@@ -84,7 +129,7 @@ export class Message {
       this.frames = [undefined, undefined, undefined, undefined, undefined, undefined];
     let frame = this.frames[slot];
     if (frame === undefined) {
-      frame = encodePublishFrame({ topic: this.topic, payload: this.payload, qos, retain });
+      frame = encodePublishFrame({ topic: this.topic, payload: this.body, qos, retain });
       this.frames[slot] = frame;
     }
     return frame;

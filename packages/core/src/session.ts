@@ -64,7 +64,7 @@ export class Session {
     // The queue array is allocated on first use: most sessions never queue anything.
     if (this.queue === NO_DELIVERIES) this.queue = [delivery];
     else this.queue.push(delivery);
-    this.queuedBytes += delivery.message.payload.byteLength;
+    this.queuedBytes += delivery.message.payloadLength;
   }
 
   /** The oldest queued delivery, left in the queue. */
@@ -77,7 +77,7 @@ export class Session {
     const delivery = this.queue[this.queueHead]!;
     this.queue[this.queueHead] = undefined as unknown as OutboundDelivery;
     this.queueHead++;
-    this.queuedBytes -= delivery.message.payload.byteLength;
+    this.queuedBytes -= delivery.message.payloadLength;
     // Compact once the consumed prefix dominates, so the array does not grow without bound.
     if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.queueHead);

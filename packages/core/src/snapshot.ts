@@ -1,4 +1,4 @@
-import { type QoS, topicFilterProblem, topicNameProblem } from '@broker/codec';
+import { copyBytes, type QoS, topicFilterProblem, topicNameProblem } from '@broker/codec';
 import { CoreError } from './errors.js';
 import { Message, MessageState } from './message.js';
 import { type InboundRecord, type OutboundDelivery, Session } from './session.js';
@@ -34,7 +34,7 @@ function outgoingSnapshot(delivery: OutboundDelivery): MessageSnapshot {
   return {
     messageId: message.id,
     topic: message.topic,
-    payload: message.payload.slice(),
+    payload: copyBytes(message.payload),
     qos: delivery.qos,
     dup: delivery.dup,
     retain: delivery.retain,
@@ -48,7 +48,7 @@ function incomingSnapshot(record: InboundRecord): MessageSnapshot {
   return {
     messageId: message.id,
     topic: message.topic,
-    payload: message.payload.slice(),
+    payload: copyBytes(message.payload),
     qos: message.qos,
     dup: record.dup,
     retain: message.retain,
@@ -142,13 +142,13 @@ export function restoreSession(snapshot: SessionSnapshot, noteMessageId: (id: nu
     // so the re-sent PUBLISH is answered with PUBREC and not delivered twice [MQTT-4.3.3-2].
     if (m.state === MessageState.ReceivedQos1) continue;
     const state = m.state === MessageState.ReceivedQos2 ? MessageState.AwaitingPubrel : m.state;
-    const message = new Message(m.messageId, m.topic, m.payload.slice(), m.qos, m.retain, true);
+    const message = new Message(m.messageId, m.topic, copyBytes(m.payload), m.qos, m.retain, true);
     message.storeReferences = 1; // the store holds this record (restore) or is given it (loadSession)
     session.incoming.set(m.packetId, { message, packetId: m.packetId, dup: m.dup, state });
   }
   for (const m of snapshot.outgoingMessages) {
     noteMessageId(m.messageId);
-    const message = new Message(m.messageId, m.topic, m.payload.slice(), m.qos, m.retain, true);
+    const message = new Message(m.messageId, m.topic, copyBytes(m.payload), m.qos, m.retain, true);
     message.storeReferences = 1; // the store holds this record (restore) or is given it (loadSession)
     const delivery: OutboundDelivery = {
       message,

@@ -37,6 +37,65 @@ export function decodePublish(r: Reader, flags: number): PublishPacket | CodecEr
   };
 }
 
+/**
+ * A PUBLISH whose large payload arrived over several chunks, kept as views of them (see
+ * `PublishPacket.payloadParts`). `payload` joins the parts once, on first access.
+ */
+export class PartedPublishPacket implements PublishPacket {
+  readonly type = 'publish' as const;
+  topic: string;
+  qos: QoS;
+  retain: boolean;
+  dup: boolean;
+  packetId: number | undefined;
+  payloadParts: readonly Uint8Array[];
+  private joined: Uint8Array | undefined = undefined;
+
+  constructor(header: PublishPacket, payloadParts: readonly Uint8Array[]) {
+    this.topic = header.topic;
+    this.qos = header.qos;
+    this.retain = header.retain;
+    this.dup = header.dup;
+    this.packetId = header.packetId;
+    this.payloadParts = payloadParts;
+  }
+
+  get payload(): Uint8Array {
+    if (this.joined === undefined) this.joined = joinParts(this.payloadParts);
+    return this.joined;
+  }
+
+  set payload(value: Uint8Array) {
+    this.joined = value;
+    this.payloadParts = [value];
+  }
+}
+
+/** The total length of `parts`. */
+export function partsLength(parts: readonly Uint8Array[]): number {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  return length;
+}
+
+/** Copies `parts` into `target` from `offset` on; returns the end position. */
+export function copyParts(parts: readonly Uint8Array[], target: Uint8Array, offset: number): number {
+  let pos = offset;
+  for (const part of parts) {
+    target.set(part, pos);
+    pos += part.length;
+  }
+  return pos;
+}
+
+/** `parts` in one new buffer (the only part itself when there is one). */
+export function joinParts(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = allocate(partsLength(parts));
+  copyParts(parts, out, 0);
+  return out;
+}
+
 /** The first byte of a PUBLISH with these flags. */
 export function publishFirstByte(qos: QoS, retain: boolean, dup: boolean): number {
   return (PUBLISH << 4) | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 0x01 : 0);

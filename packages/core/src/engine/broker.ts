@@ -1,6 +1,7 @@
 import {
   type ConnackReturnCode,
   type ConnectPacket,
+  copyBytes,
   encodeAck,
   type PublishFrame,
   type PublishPacket,
@@ -495,7 +496,7 @@ export class Broker {
       connectionId: client.id,
       clientId,
       username: packet.username,
-      password: packet.password?.slice(),
+      password: packet.password === undefined ? undefined : copyBytes(packet.password),
       isNew: packet.cleanSession,
       hasStoredSession: this.sessionsByClientId.has(clientId),
       remoteAddress: client.connection.remoteAddress,
@@ -644,7 +645,8 @@ export class Broker {
     const message = new Message(
       this.nextMessageId++,
       packet.topic,
-      packet.payload,
+      // A large payload that arrived over several chunks stays in parts: sent without a copy.
+      packet.payloadParts ?? packet.payload,
       qos,
       packet.retain,
       false,
@@ -742,7 +744,7 @@ export class Broker {
    */
   private route(message: Message): void {
     if (message.retain) {
-      if (message.payload.length === 0) {
+      if (message.payloadLength === 0) {
         // [MQTT-3.3.1-10] an empty retained message clears the topic; [MQTT-3.3.1-11] it is not stored.
         if (this.retainedTree.delete(message.topic) && this.store !== undefined) {
           this.storeRecords++;
@@ -882,7 +884,7 @@ export class Broker {
       return undefined;
     }
     const payload = answer.payload ?? message.payload;
-    return new Message(this.nextMessageId++, topic, payload.slice(), message.qos, message.retain, true);
+    return new Message(this.nextMessageId++, topic, copyBytes(payload), message.qos, message.retain, true);
   }
 
   private sendQos0(client: Client, session: Session, message: Message, retain: boolean): void {
@@ -1319,7 +1321,7 @@ export class Broker {
     if (qos !== 0 && qos !== 1 && qos !== 2)
       throw new CoreError('CORE_INVALID_ARGUMENT', `QoS ${String(qos)} is not 0, 1 or 2`);
     const payload =
-      typeof message.payload === 'string' ? textEncoder.encode(message.payload) : message.payload.slice();
+      typeof message.payload === 'string' ? textEncoder.encode(message.payload) : copyBytes(message.payload);
     this.route(new Message(this.nextMessageId++, message.topic, payload, qos, message.retain ?? false, true));
   }
 
@@ -1401,7 +1403,7 @@ export class Broker {
         throw new CoreError('CORE_INVALID_ARGUMENT', `invalid topic "${topic}": ${problem}`, {
           referenceCode: 601,
         });
-      const bytes = typeof payload === 'string' ? textEncoder.encode(payload) : payload.slice();
+      const bytes = typeof payload === 'string' ? textEncoder.encode(payload) : copyBytes(payload);
       if (bytes.length === 0) {
         if (this.retainedTree.delete(topic)) this.store?.retainedCleared(topic);
         return;
@@ -1468,7 +1470,8 @@ function sendPublish(client: Client, frame: PublishFrame, packetId: number, dup:
     return;
   }
   client.send(packetId === 0 ? frame.head : frame.headWithPacketId(packetId, dup));
-  client.send(frame.payload);
+  const parts = frame.payloadParts;
+  for (let i = 0; i < parts.length; i++) client.send(parts[i]!);
 }
 
 const textEncoder = new TextEncoder();

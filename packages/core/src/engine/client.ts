@@ -1,6 +1,7 @@
 import {
   CodecError,
   type ConnectPacket,
+  copyBytes,
   encode,
   type Packet,
   PacketDecoder,
@@ -294,7 +295,7 @@ export class Client implements ConnectionHandler {
     this.username = packet.username;
     const will = packet.will;
     if (will !== undefined) {
-      this.will = { topic: will.topic, payload: will.payload.slice(), qos: will.qos, retain: will.retain };
+      this.will = { topic: will.topic, payload: copyBytes(will.payload), qos: will.qos, retain: will.retain };
     }
     this.state = 'authenticating';
     this.broker.handleConnect(this, packet);
