@@ -174,7 +174,7 @@ export abstract class BufferedConnection implements Connection, Flushable {
   setHandler(handler: ConnectionHandler): void {
     this.handler = handler;
     if (this.hasClosed) {
-      if (!this.closeDelivered) process.nextTick(this.deliverClose);
+      if (!this.closeDelivered) process.nextTick(BufferedConnection.deliverClose, this);
       return;
     }
     if (!this.reading) {
@@ -238,7 +238,7 @@ export abstract class BufferedConnection implements Connection, Flushable {
     this.reader.resume();
     const linger = this.lingerSeconds;
     const graceMs = linger !== undefined && linger > 0 ? linger * 1000 : DEFAULT_END_GRACE_MS;
-    this.endTimer = setTimeout(this.onEndTimeout, graceMs);
+    this.endTimer = setTimeout(BufferedConnection.onEndTimeout, graceMs, this);
     this.endTimer.unref();
   }
 
@@ -258,14 +258,14 @@ export abstract class BufferedConnection implements Connection, Flushable {
   /** Starts the connect timer (0 = off) and announces the connection; call last in the constructor. */
   protected opened(connectTimeoutMs: number): void {
     if (connectTimeoutMs > 0) {
-      this.connectTimer = setTimeout(this.onConnectTimeout, connectTimeoutMs);
+      this.connectTimer = setTimeout(BufferedConnection.onConnectTimeout, connectTimeoutMs, this);
       this.connectTimer.unref();
     }
     publishOpen(this);
   }
 
-  /** Bound once: passes an inbound chunk to the handler (dropped when there is none yet, or after end/destroy). */
-  protected readonly receive = (chunk: Buffer): void => {
+  /** Passes an inbound chunk to the handler (dropped when there is none yet, or after end/destroy). */
+  protected receive(chunk: Buffer): void {
     if (this.connectTimer !== undefined) this.clearConnectTimer();
     if (this.ending || this.destroyed) return;
     const handler = this.handler;
@@ -276,7 +276,7 @@ export abstract class BufferedConnection implements Connection, Flushable {
       // A throwing receiver closes its own connection, never the listener or the process.
       this.destroy(error instanceof Error ? error : new Error(String(error)));
     }
-  };
+  }
 
   /** Stops the connect timer: the peer has shown life. */
   protected clearConnectTimer(): void {
@@ -291,8 +291,8 @@ export abstract class BufferedConnection implements Connection, Flushable {
     if (this.closeError === undefined) this.closeError = error;
   }
 
-  /** Bound once: the stream has closed: listener bookkeeping, the close channel, then `onClose` (once). */
-  protected readonly streamClosed = (): void => {
+  /** The stream has closed: listener bookkeeping, the close channel, then `onClose` (once). */
+  protected streamClosed(): void {
     if (this.hasClosed) return;
     this.hasClosed = true;
     this.clearTimers();
@@ -300,13 +300,13 @@ export abstract class BufferedConnection implements Connection, Flushable {
     this.queuedBytes = 0;
     this.onClosed?.(this);
     publishClose(this, this.closeError);
-    if (this.handler !== undefined) this.deliverClose();
-  };
+    if (this.handler !== undefined) BufferedConnection.deliverClose(this);
+  }
 
-  /** Bound once: the stream can take more; `onDrain` if the total is back to the low-water mark. */
-  protected readonly onStreamDrain = (): void => {
+  /** The stream can take more; `onDrain` if the total is back to the low-water mark. */
+  protected streamDrained(): void {
     if (this.needDrain && this.queuedBytes + this.streamBufferedBytes() <= this.lowWater) this.emitDrain();
-  };
+  }
 
   // ---- Internals ----
 
@@ -335,28 +335,31 @@ export abstract class BufferedConnection implements Connection, Flushable {
     }
   }
 
-  private readonly onConnectTimeout = (): void => {
-    this.connectTimer = undefined;
-    this.destroy(
+  // Timer and nextTick callbacks are static and get the connection as their argument: one function
+  // for all connections instead of a bound closure (plus its context) kept by each one.
+
+  private static onConnectTimeout(connection: BufferedConnection): void {
+    connection.connectTimer = undefined;
+    connection.destroy(
       new TransportError('TRANSPORT_CONNECT_TIMEOUT', 'no data received within the connect timeout', {
-        listener: this.listenerName,
+        listener: connection.listenerName,
       }),
     );
-  };
+  }
 
-  private readonly onEndTimeout = (): void => {
-    this.endTimer = undefined;
-    if (this.hasClosed) return;
-    this.destroyed = true;
-    this.resetRaw();
-    this.destroyStream();
-  };
+  private static onEndTimeout(connection: BufferedConnection): void {
+    connection.endTimer = undefined;
+    if (connection.hasClosed) return;
+    connection.destroyed = true;
+    connection.resetRaw();
+    connection.destroyStream();
+  }
 
-  private readonly deliverClose = (): void => {
-    if (this.closeDelivered) return;
-    const handler = this.handler;
+  private static deliverClose(connection: BufferedConnection): void {
+    if (connection.closeDelivered) return;
+    const handler = connection.handler;
     if (handler === undefined) return;
-    this.closeDelivered = true;
-    handler.onClose(this.closeError);
-  };
+    connection.closeDelivered = true;
+    handler.onClose(connection.closeError);
+  }
 }

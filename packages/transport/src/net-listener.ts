@@ -152,6 +152,7 @@ export abstract class NetListener implements Listener {
   protected readonly lingerSeconds: number | undefined;
   private readonly options: ListenerOptions;
   private server: net.Server | undefined = undefined;
+  private boundName: string | undefined = undefined;
   private readonly live = new Set<Connection>();
   private readonly admissions = new Set<Admission>();
   private readonly secure: Handshake | undefined;
@@ -168,6 +169,14 @@ export abstract class NetListener implements Listener {
   }
 
   get name(): string {
+    // Built once while listening: every connection keeps it (listenerName), and a string built per
+    // connection would be a copy per connection.
+    if (this.server === undefined) return this.formatBoundName();
+    this.boundName ??= this.formatBoundName();
+    return this.boundName;
+  }
+
+  private formatBoundName(): string {
     const bound = this.address();
     return formatName(this.protocol, bound?.host ?? this.host, bound?.port ?? this.port);
   }
@@ -220,6 +229,7 @@ export abstract class NetListener implements Listener {
     const server = this.server;
     if (server === undefined) return;
     this.server = undefined;
+    this.boundName = undefined;
     // close() stops accepting at once; its callback would wait for every connection, which stay open.
     server.close();
     server.off('connection', this.onSocket);

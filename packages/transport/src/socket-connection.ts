@@ -7,6 +7,17 @@ import type { TlsDetails, TransportProtocol } from './options.js';
 // packets); above it the chunks go out corked, as one writev, without copying.
 const CONCAT_LIMIT_BYTES = 16 * 1024;
 
+/**
+ * The connection a socket carries. The socket's listeners are the same functions for every socket and
+ * find their connection through it, so a connection holds no bound closures (each would cost a function,
+ * its context and a listener of its own, per connection).
+ */
+const CONNECTION = Symbol('connection');
+
+interface OwnedSocket extends Socket {
+  [CONNECTION]: SocketConnection;
+}
+
 /** Settings of a socket-backed Connection. */
 export interface SocketConnectionOptions {
   protocol: TransportProtocol;
@@ -47,14 +58,16 @@ export class SocketConnection extends BufferedConnection {
       onClosed: options.onClosed as ((connection: BufferedConnection) => void) | undefined,
     });
     this.socket = socket;
-    socket.on('data', this.receive);
-    socket.on('end', this.onSocketEnd);
-    socket.on('drain', this.onStreamDrain);
-    socket.on('error', this.onSocketError);
-    socket.on('close', this.streamClosed);
+    (socket as OwnedSocket)[CONNECTION] = this;
+    const on = SocketConnection.on;
+    socket.on('data', on.data);
+    socket.on('end', on.end);
+    socket.on('drain', on.drain);
+    socket.on('error', on.error);
+    socket.on('close', on.close);
     if (socket.destroyed) {
       this.destroyed = true;
-      process.nextTick(this.streamClosed);
+      process.nextTick(SocketConnection.closeLater, this);
     }
     this.opened(options.connectTimeoutMs ?? 0);
   }
@@ -89,12 +102,29 @@ export class SocketConnection extends BufferedConnection {
     this.socket.destroy();
   }
 
-  private readonly onSocketEnd = (): void => {
-    // The peer has finished sending: send what is queued, then close our side too.
-    if (!this.ending && !this.destroyed) this.end();
+  /** The socket's listeners, shared by all sockets: `this` is the socket (EventEmitter calls listeners on it). */
+  private static readonly on = {
+    data(this: OwnedSocket, chunk: Buffer): void {
+      this[CONNECTION].receive(chunk);
+    },
+    end(this: OwnedSocket): void {
+      // The peer has finished sending: send what is queued, then close our side too.
+      const connection = this[CONNECTION];
+      if (!connection.ending && !connection.destroyed) connection.end();
+    },
+    drain(this: OwnedSocket): void {
+      this[CONNECTION].streamDrained();
+    },
+    error(this: OwnedSocket, error: Error): void {
+      const connection = this[CONNECTION];
+      connection.noteError(toSocketError(error, connection.listenerName));
+    },
+    close(this: OwnedSocket): void {
+      this[CONNECTION].streamClosed();
+    },
   };
 
-  private readonly onSocketError = (error: Error): void => {
-    this.noteError(toSocketError(error, this.listenerName));
-  };
+  private static closeLater(connection: SocketConnection): void {
+    connection.streamClosed();
+  }
 }

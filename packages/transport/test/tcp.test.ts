@@ -61,6 +61,24 @@ afterEach(async () => {
 });
 
 describe('TcpListener', () => {
+  it('names the port it is bound to, again after a restart on another port', async () => {
+    const { listener } = await startTcp();
+    const first = portOf(listener);
+    expect(listener.name).toBe(`tcp://127.0.0.1:${first}`);
+    await listener.stop();
+    expect(listener.name).toBe('tcp://127.0.0.1:0');
+    // Hold the first port so the restart (port 0) binds another one.
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(first, '127.0.0.1', resolve));
+    try {
+      await listener.start();
+      expect(portOf(listener)).not.toBe(first);
+      expect(listener.name).toBe(`tcp://127.0.0.1:${portOf(listener)}`);
+    } finally {
+      holder.close();
+    }
+  });
+
   it('moves bytes both ways and reports addresses', async () => {
     const { listener, accepted } = await startTcp();
     expect(listener.name).toBe(`tcp://127.0.0.1:${portOf(listener)}`);
