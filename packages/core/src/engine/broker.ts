@@ -383,10 +383,10 @@ export class Broker {
       for (const r of session.incoming.values()) r.message.storeReferences--;
     }
     for (const filter of session.subscriptions.keys()) this.subscriptionTree.remove(filter, session);
-    session.subscriptions.clear();
+    session.clearSubscriptions();
     session.clearQueue();
-    session.inflight.clear();
-    session.incoming.clear();
+    session.clearInflight();
+    session.clearIncoming();
     if (this.sessionsByClientId.get(session.clientId) === session)
       this.sessionsByClientId.delete(session.clientId);
     if (this.emitter.has('sessionRemoved'))
@@ -658,7 +658,7 @@ export class Broker {
       this.incomingStatus(client, session, message, packet.dup, packetId, MessageState.Done);
     } else if (qos === 2) {
       // [MQTT-4.3.3-2] remember the identifier until PUBREL, answer PUBREC.
-      session.incoming.set(packetId, {
+      session.addIncoming({
         message: message.own(),
         packetId,
         dup: packet.dup,
@@ -697,7 +697,7 @@ export class Broker {
     if (record !== undefined) {
       record.state = MessageState.PubrelReceived;
       this.incomingStatus(client, session, record.message, record.dup, packetId, MessageState.PubrelReceived);
-      session.incoming.delete(packetId);
+      session.removeIncoming(packetId);
       if (this.store !== undefined && !session.isClean) {
         this.store.incomingRemoved(session.clientId, packetId);
         record.message.storeReferences--;
@@ -888,7 +888,7 @@ export class Broker {
     const packetId = session.allocatePacketId();
     delivery.packetId = packetId;
     delivery.state = delivery.qos === 1 ? MessageState.AwaitingPuback : MessageState.AwaitingPubrec;
-    session.inflight.set(packetId, delivery);
+    session.addInflight(delivery);
     sendPublish(client, delivery.message.frame(delivery.qos, delivery.retain), packetId, delivery.dup);
     this.outgoingEvent(client, session, delivery, 'messageSending');
     this.outgoingStatus(session, delivery);
@@ -975,7 +975,7 @@ export class Broker {
   }
 
   private complete(client: Client, session: Session, delivery: OutboundDelivery): void {
-    session.inflight.delete(delivery.packetId);
+    session.removeInflight(delivery.packetId);
     this.counters.messagesSent++;
     delivery.state = MessageState.Done;
     this.outgoingStatus(session, delivery);
@@ -1069,7 +1069,7 @@ export class Broker {
       const { topicFilter, qos } = packet.subscriptions[i]!;
       if (code !== 0x80) {
         // [MQTT-3.8.4-3] a subscription to an existing filter replaces it.
-        session.subscriptions.set(topicFilter, code as QoS);
+        session.subscribe(topicFilter, code as QoS);
         this.subscriptionTree.add(topicFilter, session, code as QoS);
         if (this.store !== undefined && !session.isClean) {
           this.store.subscriptionAdded(session.clientId, topicFilter, code as QoS);
@@ -1115,7 +1115,7 @@ export class Broker {
     const session = client.session!;
     for (const filter of packet.topicFilters) {
       // [MQTT-3.10.4-1] filters are compared character by character; [MQTT-3.10.4-2] no new deliveries.
-      if (session.subscriptions.delete(filter)) {
+      if (session.unsubscribe(filter)) {
         this.subscriptionTree.remove(filter, session);
         if (this.store !== undefined && !session.isClean)
           this.store.subscriptionRemoved(session.clientId, filter);
