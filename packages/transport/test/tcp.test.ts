@@ -226,6 +226,19 @@ describe('TcpListener', () => {
     expect((await readBytes(socket, 2)).toString()).toBe('ok');
   });
 
+  it('times out an onConnectionRequest that never answers', async () => {
+    const rejected: ConnectionRejectedEvent[] = [];
+    const { listener, accepted } = await startTcp({
+      connectTimeoutMs: 100,
+      onConnectionRequest: () => new Promise<boolean>(() => {}),
+      onConnectionRejected: (event) => rejected.push(event),
+    });
+    const socket = await client(listener);
+    await closedOf(socket);
+    expect(rejected.map((r) => r.error.code)).toEqual(['TRANSPORT_CONNECT_TIMEOUT']);
+    expect(accepted.count).toBe(0);
+  });
+
   it('refuses connections beyond maxConnections', async () => {
     const rejected: string[] = [];
     const { listener, accepted } = await startTcp({
