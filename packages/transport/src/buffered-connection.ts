@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import {
   type Connection,
   type ConnectionHandler,
@@ -123,7 +124,13 @@ export abstract class BufferedConnection implements Connection, Flushable {
   private closeDelivered = false;
   private paused = false;
   private reading = false;
-  private connectTimer: NodeJS.Timeout | undefined = undefined;
+  /**
+   * While waiting for the first byte: when the connect timeout expires (ms on the `performance.now()`
+   * clock, rounded up), and the neighbours in the list of waiting connections; 0 otherwise.
+   */
+  private connectDeadline = 0;
+  private prevWaiting: BufferedConnection | undefined = undefined;
+  private nextWaiting: BufferedConnection | undefined = undefined;
   private endTimer: NodeJS.Timeout | undefined = undefined;
 
   constructor(settings: BufferedConnectionSettings) {
@@ -255,18 +262,17 @@ export abstract class BufferedConnection implements Connection, Flushable {
 
   // ---- For subclasses ----
 
-  /** Starts the connect timer (0 = off) and announces the connection; call last in the constructor. */
+  /** Starts the connect timeout (0 = off) and announces the connection; call last in the constructor. */
   protected opened(connectTimeoutMs: number): void {
     if (connectTimeoutMs > 0) {
-      this.connectTimer = setTimeout(BufferedConnection.onConnectTimeout, connectTimeoutMs, this);
-      this.connectTimer.unref();
+      BufferedConnection.waitForData(this, Math.ceil(performance.now()) + connectTimeoutMs);
     }
     publishOpen(this);
   }
 
   /** Passes an inbound chunk to the handler (dropped when there is none yet, or after end/destroy). */
   protected receive(chunk: Buffer): void {
-    if (this.connectTimer !== undefined) this.clearConnectTimer();
+    if (this.connectDeadline !== 0) BufferedConnection.stopWaiting(this);
     if (this.ending || this.destroyed) return;
     const handler = this.handler;
     if (handler === undefined) return;
@@ -280,10 +286,7 @@ export abstract class BufferedConnection implements Connection, Flushable {
 
   /** Stops the connect timer: the peer has shown life. */
   protected clearConnectTimer(): void {
-    if (this.connectTimer !== undefined) {
-      clearTimeout(this.connectTimer);
-      this.connectTimer = undefined;
-    }
+    if (this.connectDeadline !== 0) BufferedConnection.stopWaiting(this);
   }
 
   /** Records the error `onClose` will get, unless there already is one. */
@@ -338,13 +341,69 @@ export abstract class BufferedConnection implements Connection, Flushable {
   // Timer and nextTick callbacks are static and get the connection as their argument: one function
   // for all connections instead of a bound closure (plus its context) kept by each one.
 
-  private static onConnectTimeout(connection: BufferedConnection): void {
-    connection.connectTimer = undefined;
-    connection.destroy(
-      new TransportError('TRANSPORT_CONNECT_TIMEOUT', 'no data received within the connect timeout', {
-        listener: connection.listenerName,
-      }),
-    );
+  // Connect timeouts: the connections waiting for their first byte form one list in deadline order,
+  // linked through themselves, and one Node timer serves them all (a timer per connection would be a
+  // Timeout object per connection, and a list of timers per distinct duration).
+
+  private static firstWaiting: BufferedConnection | undefined = undefined;
+  private static lastWaiting: BufferedConnection | undefined = undefined;
+  private static deadlineTimer: NodeJS.Timeout | undefined = undefined;
+  private static deadlineTimerDueAt = 0;
+
+  private static waitForData(connection: BufferedConnection, deadline: number): void {
+    connection.connectDeadline = deadline;
+    // Deadlines mostly come in order (one timeout per listener): the place is found from the end.
+    let before = BufferedConnection.lastWaiting;
+    while (before !== undefined && before.connectDeadline > deadline) before = before.prevWaiting;
+    const after = before === undefined ? BufferedConnection.firstWaiting : before.nextWaiting;
+    connection.prevWaiting = before;
+    connection.nextWaiting = after;
+    if (before === undefined) BufferedConnection.firstWaiting = connection;
+    else before.nextWaiting = connection;
+    if (after === undefined) BufferedConnection.lastWaiting = connection;
+    else after.prevWaiting = connection;
+    if (before === undefined) BufferedConnection.armDeadlineTimer(deadline);
+  }
+
+  private static stopWaiting(connection: BufferedConnection): void {
+    const { prevWaiting: before, nextWaiting: after } = connection;
+    if (before === undefined) BufferedConnection.firstWaiting = after;
+    else before.nextWaiting = after;
+    if (after === undefined) BufferedConnection.lastWaiting = before;
+    else after.prevWaiting = before;
+    connection.connectDeadline = 0;
+    connection.prevWaiting = undefined;
+    connection.nextWaiting = undefined;
+    // The timer stays as it is: when it finds nothing due, it is set for the new first deadline.
+  }
+
+  /** Makes sure the timer fires by `dueAt`. */
+  private static armDeadlineTimer(dueAt: number): void {
+    const timer = BufferedConnection.deadlineTimer;
+    if (timer !== undefined) {
+      if (BufferedConnection.deadlineTimerDueAt <= dueAt) return;
+      clearTimeout(timer);
+    }
+    BufferedConnection.deadlineTimerDueAt = dueAt;
+    const delayMs = Math.max(1, Math.ceil(dueAt - performance.now()));
+    BufferedConnection.deadlineTimer = setTimeout(BufferedConnection.onDeadlines, delayMs);
+    BufferedConnection.deadlineTimer.unref();
+  }
+
+  private static onDeadlines(): void {
+    BufferedConnection.deadlineTimer = undefined;
+    const now = performance.now();
+    let connection = BufferedConnection.firstWaiting;
+    while (connection !== undefined && connection.connectDeadline <= now) {
+      BufferedConnection.stopWaiting(connection);
+      connection.destroy(
+        new TransportError('TRANSPORT_CONNECT_TIMEOUT', 'no data received within the connect timeout', {
+          listener: connection.listenerName,
+        }),
+      );
+      connection = BufferedConnection.firstWaiting;
+    }
+    if (connection !== undefined) BufferedConnection.armDeadlineTimer(connection.connectDeadline);
   }
 
   private static onEndTimeout(connection: BufferedConnection): void {

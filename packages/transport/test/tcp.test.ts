@@ -183,6 +183,29 @@ describe('TcpListener', () => {
     expect((await readBytes(socket, 2)).toString()).toBe('xy');
   });
 
+  it('times out each silent connection in deadline order, whatever order they were accepted in', async () => {
+    // One timer serves every connection waiting for its first byte: the later-accepted connection
+    // of the shorter-timeout listener must still expire first, and one that sent a byte never.
+    const slow = await startTcp({ connectTimeoutMs: 900 });
+    const fast = await startTcp({ connectTimeoutMs: 300 });
+    const order: string[] = [];
+    await client(slow.listener);
+    const onSlow = new Recorder(await slow.accepted.next());
+    void onSlow.closed.then((error) => order.push(`slow:${(error as { code?: string }).code}`));
+    await client(fast.listener);
+    const onFast = new Recorder(await fast.accepted.next());
+    void onFast.closed.then((error) => order.push(`fast:${(error as { code?: string }).code}`));
+    const talker = await client(fast.listener);
+    talker.write('x');
+    const onTalker = new Recorder(await fast.accepted.next(), true);
+    await onTalker.receive(1);
+    await onSlow.closed;
+    expect(order).toEqual(['fast:TRANSPORT_CONNECT_TIMEOUT', 'slow:TRANSPORT_CONNECT_TIMEOUT']);
+    expect(onTalker.closeCount).toBe(0);
+    talker.write('y');
+    expect((await readBytes(talker, 2)).toString()).toBe('xy');
+  });
+
   for (const [label, decide] of [
     ['returns false', () => false],
     [
