@@ -1,6 +1,7 @@
 import {
   type ConnackReturnCode,
   type ConnectPacket,
+  encode,
   encodeAck,
   type PublishFrame,
   type PublishPacket,
@@ -220,6 +221,11 @@ export class Broker {
     if (this.emitter.has('log')) this.emitter.emit('log', { connectionId, level, type, message });
   }
 
+  /** Whether anyone listens to 'log': asked before building a message on a path every connection takes. */
+  private get isLogging(): boolean {
+    return this.emitter.has('log');
+  }
+
   // Connections ---------------------------------------------------------------------------------
 
   /**
@@ -262,12 +268,14 @@ export class Broker {
     const client = new Client(this, connection, this.clock.now());
     this.clients.set(connection.id, client);
     this.startSweep();
-    this.log(
-      connection.id,
-      2,
-      'Info',
-      `${connection.protocol} connection from ${connection.remoteAddress}:${connection.remotePort}`,
-    );
+    if (this.isLogging) {
+      this.log(
+        connection.id,
+        2,
+        'Info',
+        `${connection.protocol} connection from ${connection.remoteAddress}:${connection.remotePort}`,
+      );
+    }
     connection.setHandler(client);
   }
 
@@ -362,7 +370,7 @@ export class Broker {
     }
     if (options.isAbrupt === true) client.connection.destroy();
     else client.connection.end();
-    this.log(client.id, 1, 'Session', `disconnected (${options.description})`);
+    if (this.isLogging) this.log(client.id, 1, 'Session', `disconnected (${options.description})`);
     if (this.emitter.has('disconnected')) {
       this.emitter.emit('disconnected', {
         connectionId: client.id,
@@ -546,13 +554,16 @@ export class Broker {
     const counters = this.counters;
     if (++counters.clientsConnected > counters.clientsMaximum)
       counters.clientsMaximum = counters.clientsConnected;
-    client.sendPacket({ type: 'connack', sessionPresent, returnCode: 0 });
-    this.log(
-      client.id,
-      1,
-      'Session',
-      `client ${clientId} connected (clean session ${packet.cleanSession ? 1 : 0})`,
-    );
+    // [MQTT-3.2.2-1] [MQTT-3.2.2-2] [MQTT-3.2.2-3] the two CONNACKs of an accepted connection are encoded once.
+    client.send(sessionPresent ? CONNACK_SESSION_PRESENT : CONNACK_NEW_SESSION);
+    if (this.isLogging) {
+      this.log(
+        client.id,
+        1,
+        'Session',
+        `client ${clientId} connected (clean session ${packet.cleanSession ? 1 : 0})`,
+      );
+    }
     if (this.emitter.has('connected')) {
       this.emitter.emit('connected', {
         connectionId: client.id,
@@ -1374,6 +1385,8 @@ function sendPublish(client: Client, frame: PublishFrame, packetId: number, dup:
 }
 
 const textEncoder = new TextEncoder();
+const CONNACK_NEW_SESSION = encode({ type: 'connack', sessionPresent: false, returnCode: 0 });
+const CONNACK_SESSION_PRESENT = encode({ type: 'connack', sessionPresent: true, returnCode: 0 });
 
 function isPromiseLike<T>(value: Decision<T>): value is Promise<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
