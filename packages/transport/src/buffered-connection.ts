@@ -51,6 +51,9 @@ export function scheduleFlush(item: Flushable): void {
   }
 }
 
+/** Shared, never written: the write queue of every connection with nothing queued. */
+const NO_QUEUE: Uint8Array[] = [];
+
 /** How long `end()` waits for the peer to close when `lingerSeconds` is unset. */
 export const DEFAULT_END_GRACE_MS = 5000;
 
@@ -117,7 +120,8 @@ export abstract class BufferedConnection implements Connection, Flushable {
   private readonly lowWater: number;
   private readonly lingerSeconds: number | undefined;
   private readonly onClosed: ((connection: BufferedConnection) => void) | undefined;
-  private queue: Uint8Array[] = [];
+  /** What `write()` queued this turn; the shared empty array when nothing is (idle connections). */
+  private queue: Uint8Array[] = NO_QUEUE;
   private queuedBytes = 0;
   private flushPending = false;
   private needDrain = false;
@@ -161,7 +165,7 @@ export abstract class BufferedConnection implements Connection, Flushable {
   protected abstract streamBufferedBytes(): number;
   /** False when the stream can no longer take bytes (the batch is then dropped). */
   protected abstract canSend(): boolean;
-  /** Hands over one batch: `count` ≥ 1 chunks, `total` bytes. The array is cleared afterwards. */
+  /** Hands over one batch: `count` ≥ 1 chunks, `total` bytes. The connection does not reuse the array. */
   protected abstract send(queue: readonly Uint8Array[], count: number, total: number): void;
   /** Starts the orderly close (FIN, close frame); reading goes on so the peer's close is seen. */
   protected abstract endStream(): void;
@@ -192,7 +196,8 @@ export abstract class BufferedConnection implements Connection, Flushable {
 
   write(bytes: Uint8Array): boolean {
     if (this.ending || this.destroyed || this.hasClosed) return false;
-    this.queue.push(bytes);
+    if (this.queue === NO_QUEUE) this.queue = [bytes];
+    else this.queue.push(bytes);
     this.queuedBytes += bytes.byteLength;
     if (!this.flushPending) {
       this.flushPending = true;
@@ -213,12 +218,9 @@ export abstract class BufferedConnection implements Connection, Flushable {
     if (count === 0) return;
     const total = this.queuedBytes;
     this.queuedBytes = 0;
-    if (this.destroyed || !this.canSend()) {
-      queue.length = 0;
-      return;
-    }
+    this.queue = NO_QUEUE;
+    if (this.destroyed || !this.canSend()) return;
     this.send(queue, count, total);
-    queue.length = 0;
     // The kernel may take the whole batch at once, in which case no 'drain' event will come.
     if (this.needDrain && this.streamBufferedBytes() <= this.lowWater) this.emitDrain();
   }
@@ -253,7 +255,7 @@ export abstract class BufferedConnection implements Connection, Flushable {
     if (this.destroyed || this.hasClosed) return;
     this.destroyed = true;
     if (error !== undefined && this.closeError === undefined) this.closeError = error;
-    this.queue.length = 0;
+    this.queue = NO_QUEUE;
     this.queuedBytes = 0;
     this.clearTimers();
     if (this.lingerSeconds === 0) this.resetRaw();
@@ -299,7 +301,7 @@ export abstract class BufferedConnection implements Connection, Flushable {
     if (this.hasClosed) return;
     this.hasClosed = true;
     this.clearTimers();
-    this.queue.length = 0;
+    this.queue = NO_QUEUE;
     this.queuedBytes = 0;
     this.onClosed?.(this);
     publishClose(this, this.closeError);

@@ -89,7 +89,7 @@ export class Client implements ConnectionHandler {
 
   onData(bytes: Uint8Array): void {
     if (this.state === 'closed') return;
-    const now = this.broker.clock.now();
+    const now = this.broker.nowMs();
     this.broker.recentNowMs = now;
     this.lastActivityAtMs = now;
     this.broker.counters.bytesReceived += bytes.length;
@@ -122,7 +122,7 @@ export class Client implements ConnectionHandler {
     this.lastActivityAtMs = this.broker.recentNowMs;
     this.broker.counters.bytesSent += bytes.length;
     if (!this.connection.write(bytes) && this.blockedSinceMs < 0) {
-      this.blockedSinceMs = this.broker.clock.now();
+      this.blockedSinceMs = this.broker.nowMs();
     }
   }
 
