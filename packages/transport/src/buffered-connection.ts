@@ -83,6 +83,9 @@ export interface BufferedConnectionSettings {
   listenerName: string | undefined;
   /** Called once when the stream has closed, before `onClose` (listener bookkeeping). */
   onClosed: ((connection: BufferedConnection) => void) | undefined;
+  /** The local end when the listener knows it (bound to one address); otherwise asked of `raw`. */
+  localAddress?: string | undefined;
+  localPort?: number | undefined;
 }
 
 /**
@@ -148,8 +151,10 @@ export abstract class BufferedConnection implements Connection, Flushable {
     settings.reader.pause();
     this.protocol = settings.protocol;
     this.tls = settings.tls;
-    this.localAddress = raw.localAddress ?? '';
-    this.localPort = raw.localPort ?? 0;
+    // Asking the socket makes Node keep an object and a string per socket: a listener bound to one
+    // address says what it is instead (one string for all its connections).
+    this.localAddress = settings.localAddress ?? raw.localAddress ?? '';
+    this.localPort = settings.localPort ?? raw.localPort ?? 0;
     this.remoteAddress = raw.remoteAddress ?? '';
     this.remotePort = raw.remotePort ?? 0;
     this.highWater = settings.highWaterMarkBytes ?? DEFAULT_HIGH_WATER_MARK_BYTES;

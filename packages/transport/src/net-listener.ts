@@ -186,6 +186,9 @@ export abstract class NetListener implements Listener {
   private readonly options: ListenerOptions;
   private server: net.Server | undefined = undefined;
   private boundName: string | undefined = undefined;
+  /** While listening on one address (not a wildcard): the local end of every connection accepted. */
+  protected boundLocalAddress: string | undefined = undefined;
+  protected boundLocalPort: number | undefined = undefined;
   private readonly live = new Set<Connection>();
   private readonly admissions = new Set<Admission>();
   private readonly secure: Handshake | undefined;
@@ -256,6 +259,11 @@ export abstract class NetListener implements Listener {
     // A listening server can still report errors (e.g. EMFILE on accept); they must not crash the process.
     server.on('error', ignore);
     this.server = server;
+    const bound = this.address();
+    if (bound !== null && bound.host !== '0.0.0.0' && bound.host !== '::') {
+      this.boundLocalAddress = bound.host;
+      this.boundLocalPort = bound.port;
+    }
   }
 
   async stop(): Promise<void> {
@@ -263,6 +271,8 @@ export abstract class NetListener implements Listener {
     if (server === undefined) return;
     this.server = undefined;
     this.boundName = undefined;
+    this.boundLocalAddress = undefined;
+    this.boundLocalPort = undefined;
     // close() stops accepting at once; its callback would wait for every connection, which stay open.
     server.close();
     server.off('connection', this.onSocket);

@@ -33,6 +33,9 @@ export interface SocketConnectionOptions {
   listenerName?: string | undefined;
   /** Called once when the socket has closed, before `onClose` (listener bookkeeping). */
   onClosed?: ((connection: SocketConnection) => void) | undefined;
+  /** The local address and port when known without asking the socket (a listener bound to one address). */
+  localAddress?: string | undefined;
+  localPort?: number | undefined;
 }
 
 /**
@@ -56,6 +59,8 @@ export class SocketConnection extends BufferedConnection {
       listenerName: options.listenerName,
       // Only ever called with this connection, which is a SocketConnection.
       onClosed: options.onClosed as ((connection: BufferedConnection) => void) | undefined,
+      localAddress: options.localAddress,
+      localPort: options.localPort,
     });
     this.socket = socket;
     (socket as OwnedSocket)[CONNECTION] = this;

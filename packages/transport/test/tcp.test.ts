@@ -89,6 +89,7 @@ describe('TcpListener', () => {
     expect(connection.remoteAddress).toBe('127.0.0.1');
     expect(connection.remotePort).toBe(socket.localPort);
     expect(connection.localPort).toBe(portOf(listener));
+    expect(connection.localAddress).toBe('127.0.0.1');
     expect(connection.tls).toBeUndefined();
     expect(listener.connections.has(connection)).toBe(true);
     const recorder = new Recorder(connection, true);
@@ -139,6 +140,15 @@ describe('TcpListener', () => {
     expect(b.listener.connections.size).toBe(1);
   });
 
+  it('reports the local end a wildcard listener accepted on', async () => {
+    const { listener, accepted } = await startTcp({ host: '0.0.0.0' });
+    const socket = await client(listener, '127.0.0.1');
+    const connection = await accepted.next();
+    expect(connection.localAddress).toBe('127.0.0.1');
+    expect(connection.localPort).toBe(portOf(listener));
+    expect(connection.remotePort).toBe(socket.localPort);
+  });
+
   it('listens on IPv6 ::1', async (ctx) => {
     if (!(await hasIpv6Loopback())) ctx.skip();
     const { listener, accepted } = await startTcp({ host: '::1' });
@@ -147,6 +157,8 @@ describe('TcpListener', () => {
     const socket = await client(listener, '::1');
     const recorder = new Recorder(await accepted.next(), true);
     expect(recorder.connection.remoteAddress).toBe('::1');
+    expect(recorder.connection.localAddress).toBe('::1');
+    expect(recorder.connection.localPort).toBe(portOf(listener));
     socket.write('v6');
     expect((await readBytes(socket, 2)).toString()).toBe('v6');
   });
