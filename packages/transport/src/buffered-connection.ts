@@ -54,6 +54,14 @@ export function scheduleFlush(item: Flushable): void {
 /** Shared, never written: the write queue of every connection with nothing queued. */
 const NO_QUEUE: Uint8Array[] = [];
 
+// Bits of BufferedConnection.bits.
+const RAW_IS_WRAPPED = 1;
+const FLUSH_PENDING = 2;
+const NEED_DRAIN = 4;
+const CLOSE_DELIVERED = 8;
+const PAUSED = 16;
+const READING = 32;
+
 /** How long `end()` waits for the peer to close when `lingerSeconds` is unset. */
 export const DEFAULT_END_GRACE_MS = 5000;
 
@@ -117,8 +125,6 @@ export abstract class BufferedConnection implements Connection, Flushable {
   protected handler: ConnectionHandler | undefined = undefined;
 
   private readonly raw: Socket;
-  private readonly rawIsWrapped: boolean;
-  private readonly reader: Pausable;
   private readonly highWater: number;
   private readonly lowWater: number;
   private readonly lingerSeconds: number | undefined;
@@ -126,11 +132,8 @@ export abstract class BufferedConnection implements Connection, Flushable {
   /** What `write()` queued this turn; the shared empty array when nothing is (idle connections). */
   private queue: Uint8Array[] = NO_QUEUE;
   private queuedBytes = 0;
-  private flushPending = false;
-  private needDrain = false;
-  private closeDelivered = false;
-  private paused = false;
-  private reading = false;
+  /** The flags below, one bit each: a field per flag would cost 8 bytes per connection. */
+  private bits = 0;
   /**
    * While waiting for the first byte: when the connect timeout expires (ms on the `performance.now()`
    * clock, rounded up), and the neighbours in the list of waiting connections; 0 otherwise.
@@ -144,8 +147,7 @@ export abstract class BufferedConnection implements Connection, Flushable {
     this.id = nextConnectionId();
     const raw = settings.raw;
     this.raw = raw;
-    this.rawIsWrapped = settings.rawIsWrapped;
-    this.reader = settings.reader;
+    if (settings.rawIsWrapped) this.bits = RAW_IS_WRAPPED;
     // Nothing is read before setHandler(). Paused before the subclass attaches its 'data' or 'message'
     // listener, which then does not start the flow (a socket accepted with pauseOnConnect is paused anyway).
     settings.reader.pause();
@@ -164,8 +166,50 @@ export abstract class BufferedConnection implements Connection, Flushable {
     this.onClosed = settings.onClosed;
   }
 
+  // ---- Flags ----
+
+  private get rawIsWrapped(): boolean {
+    return (this.bits & RAW_IS_WRAPPED) !== 0;
+  }
+  /** A flush is scheduled for this turn. */
+  private get flushPending(): boolean {
+    return (this.bits & FLUSH_PENDING) !== 0;
+  }
+  private set flushPending(value: boolean) {
+    this.bits = value ? this.bits | FLUSH_PENDING : this.bits & ~FLUSH_PENDING;
+  }
+  /** `write()` returned false: `onDrain` is owed. */
+  private get needDrain(): boolean {
+    return (this.bits & NEED_DRAIN) !== 0;
+  }
+  private set needDrain(value: boolean) {
+    this.bits = value ? this.bits | NEED_DRAIN : this.bits & ~NEED_DRAIN;
+  }
+  private get closeDelivered(): boolean {
+    return (this.bits & CLOSE_DELIVERED) !== 0;
+  }
+  private set closeDelivered(value: boolean) {
+    this.bits = value ? this.bits | CLOSE_DELIVERED : this.bits & ~CLOSE_DELIVERED;
+  }
+  /** `pause()` was called (and no `resume()` since). */
+  private get paused(): boolean {
+    return (this.bits & PAUSED) !== 0;
+  }
+  private set paused(value: boolean) {
+    this.bits = value ? this.bits | PAUSED : this.bits & ~PAUSED;
+  }
+  /** The reader follows `paused`: set once a handler is attached (or `end()` reads to the close). */
+  private get reading(): boolean {
+    return (this.bits & READING) !== 0;
+  }
+  private set reading(value: boolean) {
+    this.bits = value ? this.bits | READING : this.bits & ~READING;
+  }
+
   // ---- What differs between streams ----
 
+  /** What reads the stream (the `reader` of the settings), kept by the subclass. */
+  protected abstract get reader(): Pausable;
   /** Bytes the stream still holds that the kernel has not taken (`writableLength`, `bufferedAmount`). */
   protected abstract streamBufferedBytes(): number;
   /** False when the stream can no longer take bytes (the batch is then dropped). */

@@ -77,6 +77,10 @@ export class SocketConnection extends BufferedConnection {
     this.opened(options.connectTimeoutMs ?? 0);
   }
 
+  protected get reader(): Socket {
+    return this.socket;
+  }
+
   protected streamBufferedBytes(): number {
     return this.socket.writableLength;
   }

@@ -114,6 +114,10 @@ export class WsConnection extends BufferedConnection {
     super.setHandler(handler);
   }
 
+  protected get reader(): WebSocket {
+    return this.ws;
+  }
+
   protected streamBufferedBytes(): number {
     return this.ws.bufferedAmount;
   }
