@@ -433,7 +433,8 @@ export class Broker {
       if (client.state === 'connecting' || client.state === 'authenticating') {
         if (
           connectTimeoutMs > 0 &&
-          now - client.acceptedAtMs >= connectTimeoutMs &&
+          // Nothing whole was received yet: lastReceivedAtMs is still when the connection was accepted.
+          now - client.lastReceivedAtMs >= connectTimeoutMs &&
           client.state === 'connecting'
         ) {
           this.timeout(

@@ -48,10 +48,11 @@ export class Client implements ConnectionHandler {
   clientId: string | undefined = undefined;
   username: string | undefined = undefined;
   keepaliveSeconds = 0;
-  protocolLevel = 4;
   will: StoredWill | undefined = undefined;
-  readonly acceptedAtMs: number;
-  /** When the last whole packet arrived (keep-alive). */
+  /**
+   * When the last whole packet arrived (keep-alive); until the first one (CONNECT), when the
+   * connection was accepted (the connect timeout).
+   */
   lastReceivedAtMs: number;
   /** When anything was last sent or received (the idle timeout). */
   lastActivityAtMs: number;
@@ -71,7 +72,6 @@ export class Client implements ConnectionHandler {
   constructor(broker: Broker, connection: Connection, nowMs: number) {
     this.broker = broker;
     this.connection = connection;
-    this.acceptedAtMs = nowMs;
     this.lastReceivedAtMs = nowMs;
     this.lastActivityAtMs = nowMs;
     this.decoder = new PacketDecoder({ maxPacketBytes: broker.limits.maxPacketBytes });
@@ -271,7 +271,6 @@ export class Client implements ConnectionHandler {
   }
 
   private handleConnect(packet: ConnectPacket): void {
-    this.protocolLevel = packet.protocolLevel;
     this.keepaliveSeconds = packet.keepaliveSeconds;
     this.username = packet.username;
     const will = packet.will;
