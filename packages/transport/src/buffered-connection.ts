@@ -21,16 +21,22 @@ export interface Flushable {
 // schedules a single callback. setImmediate rather than process.nextTick because it runs after the
 // poll phase, so the writes caused by every socket read in that phase (several inbound packets, each
 // fanned out) join one batch per connection; nextTick would flush after each single read callback.
-let dirty: Flushable[] = [];
-let spare: Flushable[] = [];
+// The lists are reused with a count rather than emptied (`length = 0` would drop their storage, to be
+// grown again on the next turn).
+let dirty: Array<Flushable | undefined> = [];
+let dirtyCount = 0;
+let spare: Array<Flushable | undefined> = [];
 let flushScheduled = false;
 
 function flushAll(): void {
   flushScheduled = false;
   const list = dirty;
+  const count = dirtyCount;
   dirty = spare;
-  for (let i = 0; i < list.length; i++) {
+  dirtyCount = 0;
+  for (let i = 0; i < count; i++) {
     const item = list[i]!;
+    list[i] = undefined;
     try {
       item.flush();
     } catch (error) {
@@ -38,13 +44,12 @@ function flushAll(): void {
       item.destroy(toSocketError(error, undefined));
     }
   }
-  list.length = 0;
   spare = list;
 }
 
 /** @internal Queues `item.flush()` for the end of this event-loop turn. */
 export function scheduleFlush(item: Flushable): void {
-  dirty.push(item);
+  dirty[dirtyCount++] = item;
   if (!flushScheduled) {
     flushScheduled = true;
     setImmediate(flushAll);
