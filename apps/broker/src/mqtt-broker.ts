@@ -226,19 +226,6 @@ export class MqttBroker {
       limits: { connectTimeoutMs: this.settings.ConnectionTimeout * 1000, ...options.limits },
       ...(options.store === undefined ? {} : { store: options.store }),
     });
-    this.core.hooks.authenticate = (request) => {
-      const event: SessionRequestEvent = {
-        connectionId: request.connectionId,
-        clientId: request.clientId,
-        userName: request.username ?? '',
-        password: request.password === undefined ? '' : textDecoder.decode(request.password),
-        passwordBytes: request.password,
-        isNew: request.isNew,
-        accept: true,
-        returnCode: 5,
-      };
-      return this.decide('sessionRequest', event, (e) => (e.accept ? true : e.returnCode));
-    };
   }
 
   // Events ----------------------------------------------------------------------------------
@@ -276,7 +263,21 @@ export class MqttBroker {
       this.core.on(coreName, (event) => this.emit(name, event as never));
       return;
     }
-    if (name === 'subscribe') {
+    if (name === 'sessionRequest') {
+      this.core.hooks.authenticate = (request) => {
+        const event: SessionRequestEvent = {
+          connectionId: request.connectionId,
+          clientId: request.clientId,
+          userName: request.username ?? '',
+          password: request.password === undefined ? '' : textDecoder.decode(request.password),
+          passwordBytes: request.password,
+          isNew: request.isNew,
+          accept: true,
+          returnCode: 5,
+        };
+        return this.decide('sessionRequest', event, (e) => (e.accept ? true : e.returnCode));
+      };
+    } else if (name === 'subscribe') {
       this.core.hooks.authorizeSubscribe = (request) =>
         this.decide(
           'subscribe',
@@ -497,6 +498,8 @@ export class MqttBroker {
         remotePort: number;
         protocol: TransportProtocol;
       }) =>
+        // No listener (the usual case): accepted without building the event.
+        this.listenersByName.connectionRequest === undefined ||
         this.decide(
           'connectionRequest',
           {

@@ -278,6 +278,30 @@ describe('decision events', () => {
     await expect(pool.connect(url, { connectTimeout: 1000 })).rejects.toThrow();
   });
 
+  it('sessionRequest and connectionRequest listeners added while listening take effect', async () => {
+    const { broker: b, url } = await startTcp();
+    const before = await pool.connect(url, { clientId: 'before' });
+    expect(before.connected).toBe(true);
+    const seen: string[] = [];
+    b.on('sessionRequest', (e) => {
+      seen.push(`${e.clientId}:${e.userName}:${e.password}`);
+      if (e.userName === 'bad') {
+        e.accept = false;
+        e.returnCode = 4;
+      }
+    });
+    await expect(
+      pool.connect(url, { clientId: 'refused', username: 'bad', password: 'x', connectTimeout: 1000 }),
+    ).rejects.toThrow();
+    const good = await pool.connect(url, { clientId: 'good', username: 'ok', password: 'pw' });
+    expect(good.connected).toBe(true);
+    expect(seen).toEqual(['refused:bad:x', 'good:ok:pw']);
+    b.on('connectionRequest', (e) => {
+      e.accept = false;
+    });
+    await expect(pool.connect(url, { clientId: 'late', connectTimeout: 1000 })).rejects.toThrow();
+  });
+
   it('subscribe can lower the granted QoS or refuse with 0x80', async () => {
     const { url } = await startTcp((b) =>
       b.on('subscribe', (e) => {

@@ -27,6 +27,9 @@ export interface InboundRecord {
 /** Shared, never written: the queue of every session that has not queued anything yet. */
 const NO_DELIVERIES: OutboundDelivery[] = [];
 
+/** Shared, never written: what the maps of a session read as until it has put something in them. */
+const EMPTY_MAP: ReadonlyMap<never, never> = new Map<never, never>();
+
 /**
  * A session (MQTT 3.1.1 section 3.1.2.4): what the broker keeps for a client id — subscriptions,
  * messages on their way out (in flight and queued) and QoS 2 messages on their way in. It outlives
@@ -38,22 +41,78 @@ export class Session {
   isClean: boolean;
   /** The connected client, or undefined while offline. */
   client: Client | undefined = undefined;
-  /** Topic filter -> granted QoS. */
-  readonly subscriptions = new Map<string, QoS>();
-  /** In-flight outgoing QoS 1/2 messages by packet identifier, in the order they were sent. */
-  readonly inflight = new Map<number, OutboundDelivery>();
+  // The maps are made on first use: an idle client (no subscription, nothing in flight) has none.
+  private subscriptionMap: Map<string, QoS> | undefined = undefined;
+  private inflightMap: Map<number, OutboundDelivery> | undefined = undefined;
+  private incomingMap: Map<number, InboundRecord> | undefined = undefined;
   /** Messages waiting to be sent, oldest first; `queueHead` is the index of the oldest. */
   private queue: OutboundDelivery[] = NO_DELIVERIES;
   private queueHead = 0;
   /** Payload bytes of the queued messages (publisher flow control measures backlogs with it). */
   queuedBytes = 0;
-  /** Incoming QoS 2 messages by packet identifier, from PUBREC until PUBREL [MQTT-4.3.3-2]. */
-  readonly incoming = new Map<number, InboundRecord>();
   private lastPacketId = 0;
 
   constructor(clientId: string, isClean: boolean) {
     this.clientId = clientId;
     this.isClean = isClean;
+  }
+
+  /** Topic filter -> granted QoS. Changed through `subscribe`, `unsubscribe` and `clearSubscriptions`. */
+  get subscriptions(): ReadonlyMap<string, QoS> {
+    return this.subscriptionMap ?? EMPTY_MAP;
+  }
+
+  subscribe(topicFilter: string, qos: QoS): void {
+    if (this.subscriptionMap === undefined) this.subscriptionMap = new Map();
+    this.subscriptionMap.set(topicFilter, qos);
+  }
+
+  /** False if there was no such subscription. */
+  unsubscribe(topicFilter: string): boolean {
+    return this.subscriptionMap?.delete(topicFilter) ?? false;
+  }
+
+  clearSubscriptions(): void {
+    this.subscriptionMap = undefined;
+  }
+
+  /** In-flight outgoing QoS 1/2 messages by packet identifier, in the order they were sent. */
+  get inflight(): ReadonlyMap<number, OutboundDelivery> {
+    return this.inflightMap ?? EMPTY_MAP;
+  }
+
+  addInflight(delivery: OutboundDelivery): void {
+    // Kept once made, even when it empties: a client that has had messages in flight will again.
+    if (this.inflightMap === undefined) this.inflightMap = new Map();
+    this.inflightMap.set(delivery.packetId, delivery);
+  }
+
+  /** False if no delivery had this packet identifier. */
+  removeInflight(packetId: number): boolean {
+    return this.inflightMap?.delete(packetId) ?? false;
+  }
+
+  clearInflight(): void {
+    this.inflightMap = undefined;
+  }
+
+  /** Incoming QoS 2 messages by packet identifier, from PUBREC until PUBREL [MQTT-4.3.3-2]. */
+  get incoming(): ReadonlyMap<number, InboundRecord> {
+    return this.incomingMap ?? EMPTY_MAP;
+  }
+
+  addIncoming(record: InboundRecord): void {
+    if (this.incomingMap === undefined) this.incomingMap = new Map();
+    this.incomingMap.set(record.packetId, record);
+  }
+
+  /** False if no record had this packet identifier. */
+  removeIncoming(packetId: number): boolean {
+    return this.incomingMap?.delete(packetId) ?? false;
+  }
+
+  clearIncoming(): void {
+    this.incomingMap = undefined;
   }
 
   get queuedCount(): number {
@@ -106,7 +165,7 @@ export class Session {
     let id = this.lastPacketId;
     do {
       id = id === 0xffff ? 1 : id + 1;
-    } while (this.inflight.has(id));
+    } while (this.inflightMap?.has(id) === true);
     this.lastPacketId = id;
     return id;
   }

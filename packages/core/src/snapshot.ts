@@ -133,7 +133,7 @@ export function restoreSession(snapshot: SessionSnapshot, noteMessageId: (id: nu
   });
 
   const session = new Session(snapshot.clientId, false);
-  for (const s of snapshot.subscriptions) session.subscriptions.set(s.topicFilter, s.qos);
+  for (const s of snapshot.subscriptions) session.subscribe(s.topicFilter, s.qos);
   for (const m of snapshot.incomingMessages) {
     noteMessageId(m.messageId);
     // This broker delivers an incoming message when it arrives and holds only QoS 2 identifiers
@@ -144,7 +144,7 @@ export function restoreSession(snapshot: SessionSnapshot, noteMessageId: (id: nu
     const state = m.state === MessageState.ReceivedQos2 ? MessageState.AwaitingPubrel : m.state;
     const message = new Message(m.messageId, m.topic, copyBytes(m.payload), m.qos, m.retain, true);
     message.storeReferences = 1; // the store holds this record (restore) or is given it (loadSession)
-    session.incoming.set(m.packetId, { message, packetId: m.packetId, dup: m.dup, state });
+    session.addIncoming({ message, packetId: m.packetId, dup: m.dup, state });
   }
   for (const m of snapshot.outgoingMessages) {
     noteMessageId(m.messageId);
@@ -160,7 +160,7 @@ export function restoreSession(snapshot: SessionSnapshot, noteMessageId: (id: nu
     };
     if (m.state === MessageState.Queued) session.enqueue(delivery);
     else {
-      session.inflight.set(m.packetId, delivery);
+      session.addInflight(delivery);
       session.notePacketId(m.packetId);
     }
   }

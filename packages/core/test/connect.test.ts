@@ -71,6 +71,19 @@ describe('the first packet [MQTT-3.1.0-1]', () => {
     expect(errors.map((e) => e.code)).toEqual(['CORE_CONNECT_TIMEOUT']);
   });
 
+  it('[MQTT-3.1.0-1] bytes that are not yet a whole CONNECT do not extend the connect timeout', () => {
+    const { broker, clock } = makeBroker({ limits: { connectTimeoutMs: 5000 } });
+    const errors = collect(broker, 'error');
+    const c = new TestClient(broker);
+    clock.advance(3000);
+    c.sendBytes([0x10, 0x20, 0x00]); // the start of a CONNECT of 32 bytes
+    clock.advance(1900);
+    expect(c.closed).toBe(false);
+    clock.advance(1100);
+    expect(c.closed).toBe(true);
+    expect(errors.map((e) => e.code)).toEqual(['CORE_CONNECT_TIMEOUT']);
+  });
+
   it('[MQTT-3.1.0-1] the connect timeout does not close a client that connected in time', () => {
     const { broker, clock } = makeBroker({ limits: { connectTimeoutMs: 5000 } });
     const c = new TestClient(broker);

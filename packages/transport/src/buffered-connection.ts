@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import {
   type Connection,
   type ConnectionHandler,
@@ -20,16 +21,22 @@ export interface Flushable {
 // schedules a single callback. setImmediate rather than process.nextTick because it runs after the
 // poll phase, so the writes caused by every socket read in that phase (several inbound packets, each
 // fanned out) join one batch per connection; nextTick would flush after each single read callback.
-let dirty: Flushable[] = [];
-let spare: Flushable[] = [];
+// The lists are reused with a count rather than emptied (`length = 0` would drop their storage, to be
+// grown again on the next turn).
+let dirty: Array<Flushable | undefined> = [];
+let dirtyCount = 0;
+let spare: Array<Flushable | undefined> = [];
 let flushScheduled = false;
 
 function flushAll(): void {
   flushScheduled = false;
   const list = dirty;
+  const count = dirtyCount;
   dirty = spare;
-  for (let i = 0; i < list.length; i++) {
+  dirtyCount = 0;
+  for (let i = 0; i < count; i++) {
     const item = list[i]!;
+    list[i] = undefined;
     try {
       item.flush();
     } catch (error) {
@@ -37,18 +44,28 @@ function flushAll(): void {
       item.destroy(toSocketError(error, undefined));
     }
   }
-  list.length = 0;
   spare = list;
 }
 
 /** @internal Queues `item.flush()` for the end of this event-loop turn. */
 export function scheduleFlush(item: Flushable): void {
-  dirty.push(item);
+  dirty[dirtyCount++] = item;
   if (!flushScheduled) {
     flushScheduled = true;
     setImmediate(flushAll);
   }
 }
+
+/** Shared, never written: the write queue of every connection with nothing queued. */
+const NO_QUEUE: Uint8Array[] = [];
+
+// Bits of BufferedConnection.bits.
+const RAW_IS_WRAPPED = 1;
+const FLUSH_PENDING = 2;
+const NEED_DRAIN = 4;
+const CLOSE_DELIVERED = 8;
+const PAUSED = 16;
+const READING = 32;
 
 /** How long `end()` waits for the peer to close when `lingerSeconds` is unset. */
 export const DEFAULT_END_GRACE_MS = 5000;
@@ -79,6 +96,9 @@ export interface BufferedConnectionSettings {
   listenerName: string | undefined;
   /** Called once when the stream has closed, before `onClose` (listener bookkeeping). */
   onClosed: ((connection: BufferedConnection) => void) | undefined;
+  /** The local end when the listener knows it (bound to one address); otherwise asked of `raw`. */
+  localAddress?: string | undefined;
+  localPort?: number | undefined;
 }
 
 /**
@@ -110,35 +130,38 @@ export abstract class BufferedConnection implements Connection, Flushable {
   protected handler: ConnectionHandler | undefined = undefined;
 
   private readonly raw: Socket;
-  private readonly rawIsWrapped: boolean;
-  private readonly reader: Pausable;
   private readonly highWater: number;
   private readonly lowWater: number;
   private readonly lingerSeconds: number | undefined;
   private readonly onClosed: ((connection: BufferedConnection) => void) | undefined;
-  private queue: Uint8Array[] = [];
+  /** What `write()` queued this turn; the shared empty array when nothing is (idle connections). */
+  private queue: Uint8Array[] = NO_QUEUE;
   private queuedBytes = 0;
-  private flushPending = false;
-  private needDrain = false;
-  private closeDelivered = false;
-  private paused = false;
-  private reading = false;
-  private connectTimer: NodeJS.Timeout | undefined = undefined;
+  /** The flags below, one bit each: a field per flag would cost 8 bytes per connection. */
+  private bits = 0;
+  /**
+   * While waiting for the first byte: when the connect timeout expires (ms on the `performance.now()`
+   * clock, rounded up), and the neighbours in the list of waiting connections; 0 otherwise.
+   */
+  private connectDeadline = 0;
+  private prevWaiting: BufferedConnection | undefined = undefined;
+  private nextWaiting: BufferedConnection | undefined = undefined;
   private endTimer: NodeJS.Timeout | undefined = undefined;
 
   constructor(settings: BufferedConnectionSettings) {
     this.id = nextConnectionId();
     const raw = settings.raw;
     this.raw = raw;
-    this.rawIsWrapped = settings.rawIsWrapped;
-    this.reader = settings.reader;
+    if (settings.rawIsWrapped) this.bits = RAW_IS_WRAPPED;
     // Nothing is read before setHandler(). Paused before the subclass attaches its 'data' or 'message'
     // listener, which then does not start the flow (a socket accepted with pauseOnConnect is paused anyway).
     settings.reader.pause();
     this.protocol = settings.protocol;
     this.tls = settings.tls;
-    this.localAddress = raw.localAddress ?? '';
-    this.localPort = raw.localPort ?? 0;
+    // Asking the socket makes Node keep an object and a string per socket: a listener bound to one
+    // address says what it is instead (one string for all its connections).
+    this.localAddress = settings.localAddress ?? raw.localAddress ?? '';
+    this.localPort = settings.localPort ?? raw.localPort ?? 0;
     this.remoteAddress = raw.remoteAddress ?? '';
     this.remotePort = raw.remotePort ?? 0;
     this.highWater = settings.highWaterMarkBytes ?? DEFAULT_HIGH_WATER_MARK_BYTES;
@@ -148,13 +171,55 @@ export abstract class BufferedConnection implements Connection, Flushable {
     this.onClosed = settings.onClosed;
   }
 
+  // ---- Flags ----
+
+  private get rawIsWrapped(): boolean {
+    return (this.bits & RAW_IS_WRAPPED) !== 0;
+  }
+  /** A flush is scheduled for this turn. */
+  private get flushPending(): boolean {
+    return (this.bits & FLUSH_PENDING) !== 0;
+  }
+  private set flushPending(value: boolean) {
+    this.bits = value ? this.bits | FLUSH_PENDING : this.bits & ~FLUSH_PENDING;
+  }
+  /** `write()` returned false: `onDrain` is owed. */
+  private get needDrain(): boolean {
+    return (this.bits & NEED_DRAIN) !== 0;
+  }
+  private set needDrain(value: boolean) {
+    this.bits = value ? this.bits | NEED_DRAIN : this.bits & ~NEED_DRAIN;
+  }
+  private get closeDelivered(): boolean {
+    return (this.bits & CLOSE_DELIVERED) !== 0;
+  }
+  private set closeDelivered(value: boolean) {
+    this.bits = value ? this.bits | CLOSE_DELIVERED : this.bits & ~CLOSE_DELIVERED;
+  }
+  /** `pause()` was called (and no `resume()` since). */
+  private get paused(): boolean {
+    return (this.bits & PAUSED) !== 0;
+  }
+  private set paused(value: boolean) {
+    this.bits = value ? this.bits | PAUSED : this.bits & ~PAUSED;
+  }
+  /** The reader follows `paused`: set once a handler is attached (or `end()` reads to the close). */
+  private get reading(): boolean {
+    return (this.bits & READING) !== 0;
+  }
+  private set reading(value: boolean) {
+    this.bits = value ? this.bits | READING : this.bits & ~READING;
+  }
+
   // ---- What differs between streams ----
 
+  /** What reads the stream (the `reader` of the settings), kept by the subclass. */
+  protected abstract get reader(): Pausable;
   /** Bytes the stream still holds that the kernel has not taken (`writableLength`, `bufferedAmount`). */
   protected abstract streamBufferedBytes(): number;
   /** False when the stream can no longer take bytes (the batch is then dropped). */
   protected abstract canSend(): boolean;
-  /** Hands over one batch: `count` ≥ 1 chunks, `total` bytes. The array is cleared afterwards. */
+  /** Hands over one batch: `count` ≥ 1 chunks, `total` bytes. The connection does not reuse the array. */
   protected abstract send(queue: readonly Uint8Array[], count: number, total: number): void;
   /** Starts the orderly close (FIN, close frame); reading goes on so the peer's close is seen. */
   protected abstract endStream(): void;
@@ -174,7 +239,7 @@ export abstract class BufferedConnection implements Connection, Flushable {
   setHandler(handler: ConnectionHandler): void {
     this.handler = handler;
     if (this.hasClosed) {
-      if (!this.closeDelivered) process.nextTick(this.deliverClose);
+      if (!this.closeDelivered) process.nextTick(BufferedConnection.deliverClose, this);
       return;
     }
     if (!this.reading) {
@@ -185,7 +250,8 @@ export abstract class BufferedConnection implements Connection, Flushable {
 
   write(bytes: Uint8Array): boolean {
     if (this.ending || this.destroyed || this.hasClosed) return false;
-    this.queue.push(bytes);
+    if (this.queue === NO_QUEUE) this.queue = [bytes];
+    else this.queue.push(bytes);
     this.queuedBytes += bytes.byteLength;
     if (!this.flushPending) {
       this.flushPending = true;
@@ -206,12 +272,9 @@ export abstract class BufferedConnection implements Connection, Flushable {
     if (count === 0) return;
     const total = this.queuedBytes;
     this.queuedBytes = 0;
-    if (this.destroyed || !this.canSend()) {
-      queue.length = 0;
-      return;
-    }
+    this.queue = NO_QUEUE;
+    if (this.destroyed || !this.canSend()) return;
     this.send(queue, count, total);
-    queue.length = 0;
     // The kernel may take the whole batch at once, in which case no 'drain' event will come.
     if (this.needDrain && this.streamBufferedBytes() <= this.lowWater) this.emitDrain();
   }
@@ -238,7 +301,7 @@ export abstract class BufferedConnection implements Connection, Flushable {
     this.reader.resume();
     const linger = this.lingerSeconds;
     const graceMs = linger !== undefined && linger > 0 ? linger * 1000 : DEFAULT_END_GRACE_MS;
-    this.endTimer = setTimeout(this.onEndTimeout, graceMs);
+    this.endTimer = setTimeout(BufferedConnection.onEndTimeout, graceMs, this);
     this.endTimer.unref();
   }
 
@@ -246,7 +309,7 @@ export abstract class BufferedConnection implements Connection, Flushable {
     if (this.destroyed || this.hasClosed) return;
     this.destroyed = true;
     if (error !== undefined && this.closeError === undefined) this.closeError = error;
-    this.queue.length = 0;
+    this.queue = NO_QUEUE;
     this.queuedBytes = 0;
     this.clearTimers();
     if (this.lingerSeconds === 0) this.resetRaw();
@@ -255,18 +318,17 @@ export abstract class BufferedConnection implements Connection, Flushable {
 
   // ---- For subclasses ----
 
-  /** Starts the connect timer (0 = off) and announces the connection; call last in the constructor. */
+  /** Starts the connect timeout (0 = off) and announces the connection; call last in the constructor. */
   protected opened(connectTimeoutMs: number): void {
     if (connectTimeoutMs > 0) {
-      this.connectTimer = setTimeout(this.onConnectTimeout, connectTimeoutMs);
-      this.connectTimer.unref();
+      BufferedConnection.waitForData(this, Math.ceil(performance.now()) + connectTimeoutMs);
     }
     publishOpen(this);
   }
 
-  /** Bound once: passes an inbound chunk to the handler (dropped when there is none yet, or after end/destroy). */
-  protected readonly receive = (chunk: Buffer): void => {
-    if (this.connectTimer !== undefined) this.clearConnectTimer();
+  /** Passes an inbound chunk to the handler (dropped when there is none yet, or after end/destroy). */
+  protected receive(chunk: Buffer): void {
+    if (this.connectDeadline !== 0) BufferedConnection.stopWaiting(this);
     if (this.ending || this.destroyed) return;
     const handler = this.handler;
     if (handler === undefined) return;
@@ -276,14 +338,11 @@ export abstract class BufferedConnection implements Connection, Flushable {
       // A throwing receiver closes its own connection, never the listener or the process.
       this.destroy(error instanceof Error ? error : new Error(String(error)));
     }
-  };
+  }
 
   /** Stops the connect timer: the peer has shown life. */
   protected clearConnectTimer(): void {
-    if (this.connectTimer !== undefined) {
-      clearTimeout(this.connectTimer);
-      this.connectTimer = undefined;
-    }
+    if (this.connectDeadline !== 0) BufferedConnection.stopWaiting(this);
   }
 
   /** Records the error `onClose` will get, unless there already is one. */
@@ -291,22 +350,22 @@ export abstract class BufferedConnection implements Connection, Flushable {
     if (this.closeError === undefined) this.closeError = error;
   }
 
-  /** Bound once: the stream has closed: listener bookkeeping, the close channel, then `onClose` (once). */
-  protected readonly streamClosed = (): void => {
+  /** The stream has closed: listener bookkeeping, the close channel, then `onClose` (once). */
+  protected streamClosed(): void {
     if (this.hasClosed) return;
     this.hasClosed = true;
     this.clearTimers();
-    this.queue.length = 0;
+    this.queue = NO_QUEUE;
     this.queuedBytes = 0;
     this.onClosed?.(this);
     publishClose(this, this.closeError);
-    if (this.handler !== undefined) this.deliverClose();
-  };
+    if (this.handler !== undefined) BufferedConnection.deliverClose(this);
+  }
 
-  /** Bound once: the stream can take more; `onDrain` if the total is back to the low-water mark. */
-  protected readonly onStreamDrain = (): void => {
+  /** The stream can take more; `onDrain` if the total is back to the low-water mark. */
+  protected streamDrained(): void {
     if (this.needDrain && this.queuedBytes + this.streamBufferedBytes() <= this.lowWater) this.emitDrain();
-  };
+  }
 
   // ---- Internals ----
 
@@ -335,28 +394,87 @@ export abstract class BufferedConnection implements Connection, Flushable {
     }
   }
 
-  private readonly onConnectTimeout = (): void => {
-    this.connectTimer = undefined;
-    this.destroy(
-      new TransportError('TRANSPORT_CONNECT_TIMEOUT', 'no data received within the connect timeout', {
-        listener: this.listenerName,
-      }),
-    );
-  };
+  // Timer and nextTick callbacks are static and get the connection as their argument: one function
+  // for all connections instead of a bound closure (plus its context) kept by each one.
 
-  private readonly onEndTimeout = (): void => {
-    this.endTimer = undefined;
-    if (this.hasClosed) return;
-    this.destroyed = true;
-    this.resetRaw();
-    this.destroyStream();
-  };
+  // Connect timeouts: the connections waiting for their first byte form one list in deadline order,
+  // linked through themselves, and one Node timer serves them all (a timer per connection would be a
+  // Timeout object per connection, and a list of timers per distinct duration).
 
-  private readonly deliverClose = (): void => {
-    if (this.closeDelivered) return;
-    const handler = this.handler;
+  private static firstWaiting: BufferedConnection | undefined = undefined;
+  private static lastWaiting: BufferedConnection | undefined = undefined;
+  private static deadlineTimer: NodeJS.Timeout | undefined = undefined;
+  private static deadlineTimerDueAt = 0;
+
+  private static waitForData(connection: BufferedConnection, deadline: number): void {
+    connection.connectDeadline = deadline;
+    // Deadlines mostly come in order (one timeout per listener): the place is found from the end.
+    let before = BufferedConnection.lastWaiting;
+    while (before !== undefined && before.connectDeadline > deadline) before = before.prevWaiting;
+    const after = before === undefined ? BufferedConnection.firstWaiting : before.nextWaiting;
+    connection.prevWaiting = before;
+    connection.nextWaiting = after;
+    if (before === undefined) BufferedConnection.firstWaiting = connection;
+    else before.nextWaiting = connection;
+    if (after === undefined) BufferedConnection.lastWaiting = connection;
+    else after.prevWaiting = connection;
+    if (before === undefined) BufferedConnection.armDeadlineTimer(deadline);
+  }
+
+  private static stopWaiting(connection: BufferedConnection): void {
+    const { prevWaiting: before, nextWaiting: after } = connection;
+    if (before === undefined) BufferedConnection.firstWaiting = after;
+    else before.nextWaiting = after;
+    if (after === undefined) BufferedConnection.lastWaiting = before;
+    else after.prevWaiting = before;
+    connection.connectDeadline = 0;
+    connection.prevWaiting = undefined;
+    connection.nextWaiting = undefined;
+    // The timer stays as it is: when it finds nothing due, it is set for the new first deadline.
+  }
+
+  /** Makes sure the timer fires by `dueAt`. */
+  private static armDeadlineTimer(dueAt: number): void {
+    const timer = BufferedConnection.deadlineTimer;
+    if (timer !== undefined) {
+      if (BufferedConnection.deadlineTimerDueAt <= dueAt) return;
+      clearTimeout(timer);
+    }
+    BufferedConnection.deadlineTimerDueAt = dueAt;
+    const delayMs = Math.max(1, Math.ceil(dueAt - performance.now()));
+    BufferedConnection.deadlineTimer = setTimeout(BufferedConnection.onDeadlines, delayMs);
+    BufferedConnection.deadlineTimer.unref();
+  }
+
+  private static onDeadlines(): void {
+    BufferedConnection.deadlineTimer = undefined;
+    const now = performance.now();
+    let connection = BufferedConnection.firstWaiting;
+    while (connection !== undefined && connection.connectDeadline <= now) {
+      BufferedConnection.stopWaiting(connection);
+      connection.destroy(
+        new TransportError('TRANSPORT_CONNECT_TIMEOUT', 'no data received within the connect timeout', {
+          listener: connection.listenerName,
+        }),
+      );
+      connection = BufferedConnection.firstWaiting;
+    }
+    if (connection !== undefined) BufferedConnection.armDeadlineTimer(connection.connectDeadline);
+  }
+
+  private static onEndTimeout(connection: BufferedConnection): void {
+    connection.endTimer = undefined;
+    if (connection.hasClosed) return;
+    connection.destroyed = true;
+    connection.resetRaw();
+    connection.destroyStream();
+  }
+
+  private static deliverClose(connection: BufferedConnection): void {
+    if (connection.closeDelivered) return;
+    const handler = connection.handler;
     if (handler === undefined) return;
-    this.closeDelivered = true;
-    handler.onClose(this.closeError);
-  };
+    connection.closeDelivered = true;
+    handler.onClose(connection.closeError);
+  }
 }

@@ -13,9 +13,18 @@ export function formatName(protocol: TransportProtocol, host: string, port: numb
   return `${protocol}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
+/** The admission a socket is in, while it watches the socket (see `Admission.watch`). */
+const ADMISSION = Symbol('admission');
+
+interface AdmittedSocket extends net.Socket {
+  [ADMISSION]: Admission | undefined;
+}
+
 /**
  * @internal A socket between accept and becoming a Connection: it runs the connect timeout, catches the
- * socket's errors and closes, and reports a failure exactly once.
+ * socket's errors and closes, and reports a failure exactly once. Most admissions complete in the turn
+ * they start (plain TCP, a synchronous decision); only one that is still pending afterwards (a
+ * handshake, an asynchronous decision) starts its timer and listeners: see `watch()`.
  */
 export class Admission {
   readonly remoteAddress: string;
@@ -23,6 +32,7 @@ export class Admission {
   /** The socket layered on top of `socket` (the TLS socket), once there is one. */
   upper: net.Socket | undefined = undefined;
   private settled = false;
+  private watching = false;
   private readonly deadline: number;
   private timer: NodeJS.Timeout | undefined = undefined;
   private lastError: Error | undefined = undefined;
@@ -36,12 +46,25 @@ export class Admission {
     this.remotePort = socket.remotePort ?? 0;
     const timeoutMs = listener.connectTimeoutMs;
     this.deadline = timeoutMs > 0 ? performance.now() + timeoutMs : 0;
-    if (timeoutMs > 0) {
-      this.timer = setTimeout(this.onTimeout, timeoutMs);
+  }
+
+  /**
+   * Starts the connect timer and watching the socket's errors and close; for an admission still
+   * pending at the end of the turn it started in. Nothing can be missed before: a socket reports
+   * errors and its close asynchronously.
+   */
+  watch(): void {
+    if (this.settled || this.watching) return;
+    this.watching = true;
+    if (this.deadline > 0) {
+      const remainingMs = Math.max(1, Math.ceil(this.deadline - performance.now()));
+      this.timer = setTimeout(Admission.onTimeout, remainingMs, this);
       this.timer.unref();
     }
-    socket.on('error', this.onError);
-    socket.on('close', this.onClose);
+    const socket = this.socket as AdmittedSocket;
+    socket[ADMISSION] = this;
+    socket.on('error', Admission.onError);
+    socket.on('close', Admission.onClose);
   }
 
   get isSettled(): boolean {
@@ -85,35 +108,45 @@ export class Admission {
 
   private release(): void {
     this.settled = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
-    this.socket.off('error', this.onError);
-    this.socket.off('close', this.onClose);
+    if (this.watching) {
+      this.watching = false;
+      if (this.timer !== undefined) clearTimeout(this.timer);
+      this.timer = undefined;
+      const socket = this.socket as AdmittedSocket;
+      socket.off('error', Admission.onError);
+      socket.off('close', Admission.onClose);
+      socket[ADMISSION] = undefined;
+    }
     this.listener.forgetAdmission(this);
   }
 
-  private readonly onTimeout = (): void => {
-    this.timer = undefined;
-    this.fail(
+  // Shared by all admissions: the timer gets the admission, the socket listeners find it on the socket.
+
+  private static onTimeout(admission: Admission): void {
+    admission.timer = undefined;
+    admission.fail(
       new TransportError('TRANSPORT_CONNECT_TIMEOUT', 'handshake not finished within the connect timeout', {
-        listener: this.listener.name,
+        listener: admission.listener.name,
       }),
     );
+  }
+
+  private static readonly onError = function (this: net.Socket, error: Error): void {
+    const admission = (this as AdmittedSocket)[ADMISSION];
+    if (admission !== undefined) admission.lastError ??= error;
   };
 
-  private readonly onError = (error: Error): void => {
-    this.lastError ??= error;
-  };
-
-  private readonly onClose = (): void => {
+  private static readonly onClose = function (this: net.Socket): void {
+    const admission = (this as AdmittedSocket)[ADMISSION];
+    if (admission === undefined) return;
     const error =
-      this.closeReason ??
-      (this.lastError === undefined
+      admission.closeReason ??
+      (admission.lastError === undefined
         ? new TransportError('TRANSPORT_CLOSED', 'the peer closed before the connection was established', {
-            listener: this.listener.name,
+            listener: admission.listener.name,
           })
-        : toSocketError(this.lastError, this.listener.name));
-    this.fail(error);
+        : toSocketError(admission.lastError, admission.listener.name));
+    admission.fail(error);
   };
 }
 
@@ -152,6 +185,10 @@ export abstract class NetListener implements Listener {
   protected readonly lingerSeconds: number | undefined;
   private readonly options: ListenerOptions;
   private server: net.Server | undefined = undefined;
+  private boundName: string | undefined = undefined;
+  /** While listening on one address (not a wildcard): the local end of every connection accepted. */
+  protected boundLocalAddress: string | undefined = undefined;
+  protected boundLocalPort: number | undefined = undefined;
   private readonly live = new Set<Connection>();
   private readonly admissions = new Set<Admission>();
   private readonly secure: Handshake | undefined;
@@ -168,6 +205,14 @@ export abstract class NetListener implements Listener {
   }
 
   get name(): string {
+    // Built once while listening: every connection keeps it (listenerName), and a string built per
+    // connection would be a copy per connection.
+    if (this.server === undefined) return this.formatBoundName();
+    this.boundName ??= this.formatBoundName();
+    return this.boundName;
+  }
+
+  private formatBoundName(): string {
     const bound = this.address();
     return formatName(this.protocol, bound?.host ?? this.host, bound?.port ?? this.port);
   }
@@ -214,12 +259,20 @@ export abstract class NetListener implements Listener {
     // A listening server can still report errors (e.g. EMFILE on accept); they must not crash the process.
     server.on('error', ignore);
     this.server = server;
+    const bound = this.address();
+    if (bound !== null && bound.host !== '0.0.0.0' && bound.host !== '::') {
+      this.boundLocalAddress = bound.host;
+      this.boundLocalPort = bound.port;
+    }
   }
 
   async stop(): Promise<void> {
     const server = this.server;
     if (server === undefined) return;
     this.server = undefined;
+    this.boundName = undefined;
+    this.boundLocalAddress = undefined;
+    this.boundLocalPort = undefined;
     // close() stops accepting at once; its callback would wait for every connection, which stay open.
     server.close();
     server.off('connection', this.onSocket);
@@ -350,6 +403,13 @@ export abstract class NetListener implements Listener {
     }
     this.admissions.add(admission);
     this.configureSocket(socket);
+    this.dispatch(admission);
+    // Still pending (a handshake, an asynchronous decision): from now on it needs its timer and listeners.
+    admission.watch();
+  };
+
+  /** Asks `onConnectionRequest`, if any, then accepts or refuses. */
+  private dispatch(admission: Admission): void {
     const request = this.options.onConnectionRequest;
     if (request === undefined) {
       this.accept(admission);
@@ -379,7 +439,7 @@ export abstract class NetListener implements Listener {
       },
       (error: unknown) => this.refuse(admission, error),
     );
-  };
+  }
 
   private refuse(admission: Admission, cause: unknown): void {
     admission.fail(

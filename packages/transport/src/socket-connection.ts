@@ -7,6 +7,17 @@ import type { TlsDetails, TransportProtocol } from './options.js';
 // packets); above it the chunks go out corked, as one writev, without copying.
 const CONCAT_LIMIT_BYTES = 16 * 1024;
 
+/**
+ * The connection a socket carries. The socket's listeners are the same functions for every socket and
+ * find their connection through it, so a connection holds no bound closures (each would cost a function,
+ * its context and a listener of its own, per connection).
+ */
+const CONNECTION = Symbol('connection');
+
+interface OwnedSocket extends Socket {
+  [CONNECTION]: SocketConnection;
+}
+
 /** Settings of a socket-backed Connection. */
 export interface SocketConnectionOptions {
   protocol: TransportProtocol;
@@ -22,6 +33,9 @@ export interface SocketConnectionOptions {
   listenerName?: string | undefined;
   /** Called once when the socket has closed, before `onClose` (listener bookkeeping). */
   onClosed?: ((connection: SocketConnection) => void) | undefined;
+  /** The local address and port when known without asking the socket (a listener bound to one address). */
+  localAddress?: string | undefined;
+  localPort?: number | undefined;
 }
 
 /**
@@ -45,18 +59,26 @@ export class SocketConnection extends BufferedConnection {
       listenerName: options.listenerName,
       // Only ever called with this connection, which is a SocketConnection.
       onClosed: options.onClosed as ((connection: BufferedConnection) => void) | undefined,
+      localAddress: options.localAddress,
+      localPort: options.localPort,
     });
     this.socket = socket;
-    socket.on('data', this.receive);
-    socket.on('end', this.onSocketEnd);
-    socket.on('drain', this.onStreamDrain);
-    socket.on('error', this.onSocketError);
-    socket.on('close', this.streamClosed);
+    (socket as OwnedSocket)[CONNECTION] = this;
+    const on = SocketConnection.on;
+    socket.on('data', on.data);
+    socket.on('end', on.end);
+    socket.on('drain', on.drain);
+    socket.on('error', on.error);
+    socket.on('close', on.close);
     if (socket.destroyed) {
       this.destroyed = true;
-      process.nextTick(this.streamClosed);
+      process.nextTick(SocketConnection.closeLater, this);
     }
     this.opened(options.connectTimeoutMs ?? 0);
+  }
+
+  protected get reader(): Socket {
+    return this.socket;
   }
 
   protected streamBufferedBytes(): number {
@@ -89,12 +111,29 @@ export class SocketConnection extends BufferedConnection {
     this.socket.destroy();
   }
 
-  private readonly onSocketEnd = (): void => {
-    // The peer has finished sending: send what is queued, then close our side too.
-    if (!this.ending && !this.destroyed) this.end();
+  /** The socket's listeners, shared by all sockets: `this` is the socket (EventEmitter calls listeners on it). */
+  private static readonly on = {
+    data(this: OwnedSocket, chunk: Buffer): void {
+      this[CONNECTION].receive(chunk);
+    },
+    end(this: OwnedSocket): void {
+      // The peer has finished sending: send what is queued, then close our side too.
+      const connection = this[CONNECTION];
+      if (!connection.ending && !connection.destroyed) connection.end();
+    },
+    drain(this: OwnedSocket): void {
+      this[CONNECTION].streamDrained();
+    },
+    error(this: OwnedSocket, error: Error): void {
+      const connection = this[CONNECTION];
+      connection.noteError(toSocketError(error, connection.listenerName));
+    },
+    close(this: OwnedSocket): void {
+      this[CONNECTION].streamClosed();
+    },
   };
 
-  private readonly onSocketError = (error: Error): void => {
-    this.noteError(toSocketError(error, this.listenerName));
-  };
+  private static closeLater(connection: SocketConnection): void {
+    connection.streamClosed();
+  }
 }

@@ -26,6 +26,8 @@ export class TcpListener extends NetListener {
         connectTimeoutMs,
         listenerName: this.name,
         onClosed: this.forget,
+        localAddress: this.boundLocalAddress,
+        localPort: this.boundLocalPort,
       }),
     );
   }

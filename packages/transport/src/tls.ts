@@ -42,6 +42,8 @@ export class TlsListener extends NetListener {
         connectTimeoutMs,
         listenerName: this.name,
         onClosed: this.forget,
+        localAddress: this.boundLocalAddress,
+        localPort: this.boundLocalPort,
       }),
     );
   }

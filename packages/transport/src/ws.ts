@@ -64,6 +64,17 @@ interface WsConnectionOptions {
   onClosed: (connection: Connection) => void;
 }
 
+/** The connection a WebSocket (and its socket) carries: the listeners are shared, see `WsConnection.on`. */
+const CONNECTION = Symbol('connection');
+
+interface OwnedWebSocket extends WebSocket {
+  [CONNECTION]: WsConnection;
+}
+
+interface OwnedDuplex extends Duplex {
+  [CONNECTION]: WsConnection;
+}
+
 /**
  * @internal A Connection over a WebSocket: each binary message is a slice of the MQTT byte stream, and
  * the writes of one event-loop turn leave as one binary message.
@@ -87,17 +98,24 @@ export class WsConnection extends BufferedConnection {
     });
     this.ws = ws;
     this.socket = socket;
-    ws.on('message', this.onMessage);
-    ws.on('error', this.onWsError);
-    ws.on('close', this.onWsClose);
-    socket.on('drain', this.onStreamDrain);
+    (ws as OwnedWebSocket)[CONNECTION] = this;
+    (socket as OwnedDuplex)[CONNECTION] = this;
+    const on = WsConnection.on;
+    ws.on('message', on.message);
+    ws.on('error', on.error);
+    ws.on('close', on.close);
+    socket.on('drain', on.drain);
     this.opened(options.connectTimeoutMs);
   }
 
   override setHandler(handler: ConnectionHandler): void {
     // Before super resumes reading: messages parsed from the upgrade's chunk come first.
-    if (this.early !== undefined && !this.hasClosed) process.nextTick(this.replayEarly);
+    if (this.early !== undefined && !this.hasClosed) process.nextTick(WsConnection.replayEarly, this);
     super.setHandler(handler);
+  }
+
+  protected get reader(): WebSocket {
+    return this.ws;
   }
 
   protected streamBufferedBytes(): number {
@@ -122,7 +140,7 @@ export class WsConnection extends BufferedConnection {
     this.ws.terminate();
   }
 
-  private readonly onMessage = (data: Buffer, isBinary: boolean): void => {
+  private onMessage(data: Buffer, isBinary: boolean): void {
     if (isBinary && this.handler !== undefined) {
       this.receive(data);
       return;
@@ -141,19 +159,25 @@ export class WsConnection extends BufferedConnection {
     // ws may emit messages already parsed from the upgrade's chunk before pause() takes effect.
     if (this.early === undefined) this.early = [data];
     else this.early.push(data);
-  };
+  }
 
-  private readonly replayEarly = (): void => {
-    const early = this.early;
-    this.early = undefined;
+  private static replayEarly(connection: WsConnection): void {
+    const early = connection.early;
+    connection.early = undefined;
     if (early === undefined) return;
     for (const data of early) {
-      if (this.handler === undefined || this.destroyed || this.hasClosed || this.ending) return;
-      this.receive(data);
+      if (
+        connection.handler === undefined ||
+        connection.destroyed ||
+        connection.hasClosed ||
+        connection.ending
+      )
+        return;
+      connection.receive(data);
     }
-  };
+  }
 
-  private readonly onWsError = (error: Error): void => {
+  private onWsError(error: Error): void {
     if (this.closeError !== undefined) return;
     const code = (error as { code?: unknown }).code;
     this.noteError(
@@ -164,11 +188,11 @@ export class WsConnection extends BufferedConnection {
           })
         : toSocketError(error, this.listenerName),
     );
-  };
+  }
 
-  private readonly onWsClose = (code: number): void => {
+  private onWsClose(code: number): void {
     if (this.hasClosed) return;
-    this.socket.off('drain', this.onStreamDrain);
+    this.socket.off('drain', WsConnection.on.drain);
     if (this.closeError === undefined && !ACCEPT_CLOSE_CODES.has(code)) {
       this.noteError(
         new TransportError('TRANSPORT_WS_PROTOCOL', `WebSocket closed with code ${code}`, {
@@ -177,6 +201,25 @@ export class WsConnection extends BufferedConnection {
       );
     }
     this.streamClosed();
+  }
+
+  /**
+   * The listeners, shared by all connections: `this` is the WebSocket or the socket (emitters call
+   * listeners on themselves), which carries its connection. No bound closures per connection.
+   */
+  private static readonly on = {
+    message(this: WebSocket, data: Buffer, isBinary: boolean): void {
+      (this as OwnedWebSocket)[CONNECTION].onMessage(data, isBinary);
+    },
+    error(this: WebSocket, error: Error): void {
+      (this as OwnedWebSocket)[CONNECTION].onWsError(error);
+    },
+    close(this: WebSocket, code: number): void {
+      (this as OwnedWebSocket)[CONNECTION].onWsClose(code);
+    },
+    drain(this: OwnedDuplex): void {
+      this[CONNECTION].streamDrained();
+    },
   };
 }
 

@@ -61,6 +61,24 @@ afterEach(async () => {
 });
 
 describe('TcpListener', () => {
+  it('names the port it is bound to, again after a restart on another port', async () => {
+    const { listener } = await startTcp();
+    const first = portOf(listener);
+    expect(listener.name).toBe(`tcp://127.0.0.1:${first}`);
+    await listener.stop();
+    expect(listener.name).toBe('tcp://127.0.0.1:0');
+    // Hold the first port so the restart (port 0) binds another one.
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(first, '127.0.0.1', resolve));
+    try {
+      await listener.start();
+      expect(portOf(listener)).not.toBe(first);
+      expect(listener.name).toBe(`tcp://127.0.0.1:${portOf(listener)}`);
+    } finally {
+      holder.close();
+    }
+  });
+
   it('moves bytes both ways and reports addresses', async () => {
     const { listener, accepted } = await startTcp();
     expect(listener.name).toBe(`tcp://127.0.0.1:${portOf(listener)}`);
@@ -71,6 +89,7 @@ describe('TcpListener', () => {
     expect(connection.remoteAddress).toBe('127.0.0.1');
     expect(connection.remotePort).toBe(socket.localPort);
     expect(connection.localPort).toBe(portOf(listener));
+    expect(connection.localAddress).toBe('127.0.0.1');
     expect(connection.tls).toBeUndefined();
     expect(listener.connections.has(connection)).toBe(true);
     const recorder = new Recorder(connection, true);
@@ -121,6 +140,15 @@ describe('TcpListener', () => {
     expect(b.listener.connections.size).toBe(1);
   });
 
+  it('reports the local end a wildcard listener accepted on', async () => {
+    const { listener, accepted } = await startTcp({ host: '0.0.0.0' });
+    const socket = await client(listener, '127.0.0.1');
+    const connection = await accepted.next();
+    expect(connection.localAddress).toBe('127.0.0.1');
+    expect(connection.localPort).toBe(portOf(listener));
+    expect(connection.remotePort).toBe(socket.localPort);
+  });
+
   it('listens on IPv6 ::1', async (ctx) => {
     if (!(await hasIpv6Loopback())) ctx.skip();
     const { listener, accepted } = await startTcp({ host: '::1' });
@@ -129,6 +157,8 @@ describe('TcpListener', () => {
     const socket = await client(listener, '::1');
     const recorder = new Recorder(await accepted.next(), true);
     expect(recorder.connection.remoteAddress).toBe('::1');
+    expect(recorder.connection.localAddress).toBe('::1');
+    expect(recorder.connection.localPort).toBe(portOf(listener));
     socket.write('v6');
     expect((await readBytes(socket, 2)).toString()).toBe('v6');
   });
@@ -163,6 +193,29 @@ describe('TcpListener', () => {
     expect(recorder.closeCount).toBe(0);
     socket.write('y');
     expect((await readBytes(socket, 2)).toString()).toBe('xy');
+  });
+
+  it('times out each silent connection in deadline order, whatever order they were accepted in', async () => {
+    // One timer serves every connection waiting for its first byte: the later-accepted connection
+    // of the shorter-timeout listener must still expire first, and one that sent a byte never.
+    const slow = await startTcp({ connectTimeoutMs: 900 });
+    const fast = await startTcp({ connectTimeoutMs: 300 });
+    const order: string[] = [];
+    await client(slow.listener);
+    const onSlow = new Recorder(await slow.accepted.next());
+    void onSlow.closed.then((error) => order.push(`slow:${(error as { code?: string }).code}`));
+    await client(fast.listener);
+    const onFast = new Recorder(await fast.accepted.next());
+    void onFast.closed.then((error) => order.push(`fast:${(error as { code?: string }).code}`));
+    const talker = await client(fast.listener);
+    talker.write('x');
+    const onTalker = new Recorder(await fast.accepted.next(), true);
+    await onTalker.receive(1);
+    await onSlow.closed;
+    expect(order).toEqual(['fast:TRANSPORT_CONNECT_TIMEOUT', 'slow:TRANSPORT_CONNECT_TIMEOUT']);
+    expect(onTalker.closeCount).toBe(0);
+    talker.write('y');
+    expect((await readBytes(talker, 2)).toString()).toBe('xy');
   });
 
   for (const [label, decide] of [
@@ -206,6 +259,19 @@ describe('TcpListener', () => {
     new Recorder(await accepted.next(), true);
     socket.write('ok');
     expect((await readBytes(socket, 2)).toString()).toBe('ok');
+  });
+
+  it('times out an onConnectionRequest that never answers', async () => {
+    const rejected: ConnectionRejectedEvent[] = [];
+    const { listener, accepted } = await startTcp({
+      connectTimeoutMs: 100,
+      onConnectionRequest: () => new Promise<boolean>(() => {}),
+      onConnectionRejected: (event) => rejected.push(event),
+    });
+    const socket = await client(listener);
+    await closedOf(socket);
+    expect(rejected.map((r) => r.error.code)).toEqual(['TRANSPORT_CONNECT_TIMEOUT']);
+    expect(accepted.count).toBe(0);
   });
 
   it('refuses connections beyond maxConnections', async () => {

@@ -2,6 +2,7 @@ import {
   type ConnackReturnCode,
   type ConnectPacket,
   copyBytes,
+  encode,
   encodeAck,
   type PublishFrame,
   type PublishPacket,
@@ -126,7 +127,7 @@ export class Broker {
     this.hooks = { ...options.hooks };
     this.assignedClientIdPrefix = options.assignedClientIdPrefix ?? 'auto-';
     this.store = options.store;
-    this.recentNowMs = this.clock.now();
+    this.recentNowMs = this.nowMs();
   }
 
   /** The limits in force. */
@@ -233,6 +234,19 @@ export class Broker {
     if (this.emitter.has('log')) this.emitter.emit('log', { connectionId, level, type, message });
   }
 
+  /**
+   * @internal The clock in whole milliseconds. Every client keeps a few times; whole numbers are small integers
+   * to V8, stored in the client itself, where a fraction would cost a separate heap number per field.
+   */
+  nowMs(): number {
+    return Math.floor(this.clock.now());
+  }
+
+  /** Whether anyone listens to 'log': asked before building a message on a path every connection takes. */
+  private get isLogging(): boolean {
+    return this.emitter.has('log');
+  }
+
   // Connections ---------------------------------------------------------------------------------
 
   /**
@@ -272,15 +286,17 @@ export class Broker {
   }
 
   private attach(connection: Connection): void {
-    const client = new Client(this, connection, this.clock.now());
+    const client = new Client(this, connection, this.nowMs());
     this.clients.set(connection.id, client);
     this.startSweep();
-    this.log(
-      connection.id,
-      2,
-      'Info',
-      `${connection.protocol} connection from ${connection.remoteAddress}:${connection.remotePort}`,
-    );
+    if (this.isLogging) {
+      this.log(
+        connection.id,
+        2,
+        'Info',
+        `${connection.protocol} connection from ${connection.remoteAddress}:${connection.remotePort}`,
+      );
+    }
     connection.setHandler(client);
   }
 
@@ -378,7 +394,7 @@ export class Broker {
     }
     if (options.isAbrupt === true) client.connection.destroy();
     else client.connection.end();
-    this.log(client.id, 1, 'Session', `disconnected (${options.description})`);
+    if (this.isLogging) this.log(client.id, 1, 'Session', `disconnected (${options.description})`);
     if (this.emitter.has('disconnected')) {
       this.emitter.emit('disconnected', {
         connectionId: client.id,
@@ -399,10 +415,10 @@ export class Broker {
       for (const r of session.incoming.values()) r.message.storeReferences--;
     }
     for (const filter of session.subscriptions.keys()) this.subscriptionTree.remove(filter, session);
-    session.subscriptions.clear();
+    session.clearSubscriptions();
     session.clearQueue();
-    session.inflight.clear();
-    session.incoming.clear();
+    session.clearInflight();
+    session.clearIncoming();
     if (this.sessionsByClientId.get(session.clientId) === session)
       this.sessionsByClientId.delete(session.clientId);
     if (this.emitter.has('sessionRemoved'))
@@ -426,7 +442,7 @@ export class Broker {
 
   /** Closes connections past their connect, keep-alive, idle or drain deadline. */
   sweep(): void {
-    const now = this.clock.now();
+    const now = this.nowMs();
     this.recentNowMs = now;
     const { connectTimeoutMs, idleTimeoutSeconds, drainTimeoutMs } = this.limits;
     if (this.flowHolds.size > 0) this.sweepFlowHolds(now);
@@ -434,7 +450,8 @@ export class Broker {
       if (client.state === 'connecting' || client.state === 'authenticating') {
         if (
           connectTimeoutMs > 0 &&
-          now - client.acceptedAtMs >= connectTimeoutMs &&
+          // Nothing whole was received yet: lastReceivedAtMs is still when the connection was accepted.
+          now - client.lastReceivedAtMs >= connectTimeoutMs &&
           client.state === 'connecting'
         ) {
           this.timeout(
@@ -563,13 +580,16 @@ export class Broker {
     const counters = this.counters;
     if (++counters.clientsConnected > counters.clientsMaximum)
       counters.clientsMaximum = counters.clientsConnected;
-    client.sendPacket({ type: 'connack', sessionPresent, returnCode: 0 });
-    this.log(
-      client.id,
-      1,
-      'Session',
-      `client ${clientId} connected (clean session ${packet.cleanSession ? 1 : 0})`,
-    );
+    // [MQTT-3.2.2-1] [MQTT-3.2.2-2] [MQTT-3.2.2-3] the two CONNACKs of an accepted connection are encoded once.
+    client.send(sessionPresent ? CONNACK_SESSION_PRESENT : CONNACK_NEW_SESSION);
+    if (this.isLogging) {
+      this.log(
+        client.id,
+        1,
+        'Session',
+        `client ${clientId} connected (clean session ${packet.cleanSession ? 1 : 0})`,
+      );
+    }
     if (this.emitter.has('connected')) {
       this.emitter.emit('connected', {
         connectionId: client.id,
@@ -678,7 +698,7 @@ export class Broker {
       this.incomingStatus(client, session, message, packet.dup, packetId, MessageState.Done);
     } else if (qos === 2) {
       // [MQTT-4.3.3-2] remember the identifier until PUBREL, answer PUBREC.
-      session.incoming.set(packetId, {
+      session.addIncoming({
         message: message.own(),
         packetId,
         dup: packet.dup,
@@ -717,7 +737,7 @@ export class Broker {
     if (record !== undefined) {
       record.state = MessageState.PubrelReceived;
       this.incomingStatus(client, session, record.message, record.dup, packetId, MessageState.PubrelReceived);
-      session.incoming.delete(packetId);
+      session.removeIncoming(packetId);
       if (this.store !== undefined && !session.isClean) {
         this.store.incomingRemoved(session.clientId, packetId);
         record.message.storeReferences--;
@@ -910,7 +930,7 @@ export class Broker {
     const packetId = session.allocatePacketId();
     delivery.packetId = packetId;
     delivery.state = delivery.qos === 1 ? MessageState.AwaitingPuback : MessageState.AwaitingPubrec;
-    session.inflight.set(packetId, delivery);
+    session.addInflight(delivery);
     sendPublish(client, delivery.message.frame(delivery.qos, delivery.retain), packetId, delivery.dup);
     this.outgoingEvent(client, session, delivery, 'messageSending');
     this.outgoingStatus(session, delivery);
@@ -1075,7 +1095,7 @@ export class Broker {
   }
 
   private complete(client: Client, session: Session, delivery: OutboundDelivery): void {
-    session.inflight.delete(delivery.packetId);
+    session.removeInflight(delivery.packetId);
     this.counters.messagesSent++;
     delivery.state = MessageState.Done;
     this.outgoingStatus(session, delivery);
@@ -1169,7 +1189,7 @@ export class Broker {
       const { topicFilter, qos } = packet.subscriptions[i]!;
       if (code !== 0x80) {
         // [MQTT-3.8.4-3] a subscription to an existing filter replaces it.
-        session.subscriptions.set(topicFilter, code as QoS);
+        session.subscribe(topicFilter, code as QoS);
         this.subscriptionTree.add(topicFilter, session, code as QoS);
         if (this.store !== undefined && !session.isClean) {
           this.store.subscriptionAdded(session.clientId, topicFilter, code as QoS);
@@ -1215,7 +1235,7 @@ export class Broker {
     const session = client.session!;
     for (const filter of packet.topicFilters) {
       // [MQTT-3.10.4-1] filters are compared character by character; [MQTT-3.10.4-2] no new deliveries.
-      if (session.subscriptions.delete(filter)) {
+      if (session.unsubscribe(filter)) {
         this.subscriptionTree.remove(filter, session);
         if (this.store !== undefined && !session.isClean)
           this.store.subscriptionRemoved(session.clientId, filter);
@@ -1475,6 +1495,8 @@ function sendPublish(client: Client, frame: PublishFrame, packetId: number, dup:
 }
 
 const textEncoder = new TextEncoder();
+const CONNACK_NEW_SESSION = encode({ type: 'connack', sessionPresent: false, returnCode: 0 });
+const CONNACK_SESSION_PRESENT = encode({ type: 'connack', sessionPresent: true, returnCode: 0 });
 
 function isPromiseLike<T>(value: Decision<T>): value is Promise<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';

@@ -49,10 +49,11 @@ export class Client implements ConnectionHandler {
   clientId: string | undefined = undefined;
   username: string | undefined = undefined;
   keepaliveSeconds = 0;
-  protocolLevel = 4;
   will: StoredWill | undefined = undefined;
-  readonly acceptedAtMs: number;
-  /** When the last whole packet arrived (keep-alive). */
+  /**
+   * When the last whole packet arrived (keep-alive); until the first one (CONNECT), when the
+   * connection was accepted (the connect timeout).
+   */
   lastReceivedAtMs: number;
   /** When anything was last sent or received (the idle timeout). */
   lastActivityAtMs: number;
@@ -74,7 +75,6 @@ export class Client implements ConnectionHandler {
   constructor(broker: Broker, connection: Connection, nowMs: number) {
     this.broker = broker;
     this.connection = connection;
-    this.acceptedAtMs = nowMs;
     this.lastReceivedAtMs = nowMs;
     this.lastActivityAtMs = nowMs;
     this.decoder = new PacketDecoder({ maxPacketBytes: broker.limits.maxPacketBytes });
@@ -92,7 +92,7 @@ export class Client implements ConnectionHandler {
 
   onData(bytes: Uint8Array): void {
     if (this.state === 'closed') return;
-    const now = this.broker.clock.now();
+    const now = this.broker.nowMs();
     this.broker.recentNowMs = now;
     this.lastActivityAtMs = now;
     this.broker.counters.bytesReceived += bytes.length;
@@ -125,7 +125,7 @@ export class Client implements ConnectionHandler {
     this.lastActivityAtMs = this.broker.recentNowMs;
     this.broker.counters.bytesSent += bytes.length;
     if (!this.connection.write(bytes) && this.blockedSinceMs < 0) {
-      this.blockedSinceMs = this.broker.clock.now();
+      this.blockedSinceMs = this.broker.nowMs();
     }
   }
 
@@ -290,7 +290,6 @@ export class Client implements ConnectionHandler {
   }
 
   private handleConnect(packet: ConnectPacket): void {
-    this.protocolLevel = packet.protocolLevel;
     this.keepaliveSeconds = packet.keepaliveSeconds;
     this.username = packet.username;
     const will = packet.will;
