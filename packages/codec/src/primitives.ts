@@ -276,7 +276,10 @@ export function checkPacketId(packetId: number | undefined, what: string): numbe
  * of the same memory, so it neither protects against later changes nor frees the memory it views.
  */
 export function copyBytes(bytes: Uint8Array): Uint8Array {
-  return Uint8Array.prototype.slice.call(bytes);
+  // allocate() is Node's pooled allocUnsafe: a small copy shares a slab instead of owning an ArrayBuffer.
+  const copy = allocate(bytes.length);
+  copy.set(bytes);
+  return copy;
 }
 
 /** Allocates an output buffer: Node's pooled Buffer where there is one, a Uint8Array elsewhere. */
