@@ -272,15 +272,19 @@ export function checkPacketId(packetId: number | undefined, what: string): numbe
 }
 
 /**
- * A copy of `bytes` (a Buffer stays a Buffer). Not `bytes.slice()`: on a Node Buffer that is a view
+ * A copy of `bytes`, of the same kind (a Buffer stays a Buffer, a Uint8Array a Uint8Array). Not `bytes.slice()`: on a Node Buffer that is a view
  * of the same memory, so it neither protects against later changes nor frees the memory it views.
  */
 export function copyBytes(bytes: Uint8Array): Uint8Array {
+  if (!isNodeBuffer(bytes)) return new Uint8Array(bytes);
   // allocate() is Node's pooled allocUnsafe: a small copy shares a slab instead of owning an ArrayBuffer.
   const copy = allocate(bytes.length);
   copy.set(bytes);
   return copy;
 }
+
+const nodeBufferClass = (globalThis as { Buffer?: { isBuffer(value: unknown): boolean } }).Buffer;
+const isNodeBuffer = (bytes: Uint8Array): boolean => nodeBufferClass?.isBuffer(bytes) === true;
 
 /** Allocates an output buffer: Node's pooled Buffer where there is one, a Uint8Array elsewhere. */
 export const allocate: (size: number) => Uint8Array = (() => {
