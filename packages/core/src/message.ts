@@ -1,17 +1,4 @@
-import { copyBytes, encodePublishFrame, type PublishFrame, type QoS } from '@broker/codec';
-
-/** `parts` in one new buffer. */
-function join(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let pos = 0;
-  for (const part of parts) {
-    out.set(part, pos);
-    pos += part.length;
-  }
-  return out;
-}
+import { copyBytes, encodePublishFrame, joinParts, type PublishFrame, type QoS } from '@broker/codec';
 
 /**
  * Message states, numbered as the reference component numbers them (ARCHITECTURE.md): 1–5 outgoing,
@@ -96,7 +83,7 @@ export class Message {
   get payload(): Uint8Array {
     const body = this.body;
     if (body instanceof Uint8Array) return body;
-    const joined = join(body);
+    const joined = joinParts(body);
     this.body = joined;
     return joined;
   }

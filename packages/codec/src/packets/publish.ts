@@ -88,7 +88,7 @@ export function copyParts(parts: readonly Uint8Array[], target: Uint8Array, offs
   return pos;
 }
 
-/** `parts` in one new buffer (the only part itself when there is one). */
+/** `parts` (a payload's `payloadParts`) in one new buffer; the only part itself when there is one. */
 export function joinParts(parts: readonly Uint8Array[]): Uint8Array {
   if (parts.length === 1) return parts[0]!;
   const out = allocate(partsLength(parts));
