@@ -1,6 +1,6 @@
 import { channel } from 'node:diagnostics_channel';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fdatasync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type {
   MessageSnapshot,
   MessageState,
@@ -109,6 +109,20 @@ export interface SqliteStoreOptions {
   commitIntervalMs?: number;
   /** How long a commit waits for a lock held by another connection, in milliseconds. Default 5000. */
   busyTimeoutMs?: number;
+  /**
+   * What a resolved `flush()` (an acknowledgement) survives.
+   * - `'fsync'` (default): kill -9, a kernel crash and a power cut — `flush()` resolves only after the
+   *   commit's WAL frames were fsync'ed (`fdatasync`, on the libuv thread pool, not the main thread).
+   * - `'os'`: kill -9 and other process crashes — `flush()` resolves once the transaction is written
+   *   to the OS (page cache). A power cut or kernel crash may lose the last acknowledged commits
+   *   (SQLite keeps the file consistent either way). For those who accept that for speed.
+   */
+  durability?: 'fsync' | 'os';
+  /**
+   * @internal Tests only: replaces `fs.fdatasync` for the WAL syncs (to hold one, or make one fail).
+   * Must call `callback` once, like `fs.fdatasync`.
+   */
+  syncFile?: (fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => void;
   /** Called once when a commit fails and the store stops accepting work (PERSIST_WRITE_FAILED). */
   onError?: (error: PersistenceError) => void;
 }
@@ -202,15 +216,32 @@ function deferred(): Deferred {
  * A durable {@link Store} in one SQLite file (better-sqlite3), for persistent sessions (clean
  * session 0), their subscriptions, in-flight and queued messages, and retained messages.
  *
- * Record methods only append to an in-memory batch; the batch is written in ONE transaction on the
- * next macrotask (or after `commitIntervalMs`), in WAL mode with `synchronous = FULL`, so a committed
- * batch survives kill -9 and power loss as far as SQLite and the disk can promise. `flush()` hands
- * every caller of the same batch the same promise, which core uses to group its acknowledgements.
+ * Record methods only append to an in-memory batch. Commits are pipelined group commits:
+ * - the batch is written in ONE transaction on the next macrotask (or after `commitIntervalMs`), in WAL
+ *   mode with `synchronous = NORMAL`: the commit only writes the WAL through the OS page cache, it does
+ *   not wait for the disk (the main thread never blocks on a per-commit fsync);
+ * - then the store makes it durable with an asynchronous `fdatasync` (libuv thread pool) of its own file
+ *   descriptor on the `-wal` file, and resolves the batch's `flush()` promise when that completes;
+ * - at most one such sync is in flight. Records and flushes that arrive meanwhile form the next batch,
+ *   committed and synced as one when the sync in flight completes: under load, batches grow by
+ *   themselves (and more of a batch cancels out, see {@link compactBatch}).
  *
- * A failed commit (disk full, I/O error) rejects that batch's flush with PERSIST_WRITE_FAILED and
- * every later flush too: the broker then stops acknowledging instead of promising what is not stored.
- * The failure is reported to `onError` and on the `broker:persistence:error` diagnostics channel; it
- * never throws out of a timer.
+ * So with the default `durability: 'fsync'`, a resolved flush (an acknowledgement) means the records
+ * before it are on disk: they survive kill -9 and a power cut as far as the disk honours fsync. This is
+ * what `synchronous = FULL` promised, without blocking the event loop. Why syncing the WAL suffices: a
+ * committed transaction lives in the WAL until a checkpoint, and under `synchronous = NORMAL` SQLite
+ * fsyncs the WAL before each checkpoint copies it into the database, and the database after; WAL +
+ * NORMAL never corrupts the file. The `-wal` file stays the same inode while our connection is open
+ * (SQLite restarts writing at its start after a checkpoint; it deletes it only when the last
+ * connection closes, and the store sets no `journal_size_limit` and runs no TRUNCATE checkpoints —
+ * truncation would keep the inode anyway). The directory is fsync'ed once at open so that the
+ * `-wal` file's entry is durable too. With `durability: 'os'` the fdatasync is skipped.
+ *
+ * A failed commit or sync (disk full, I/O error) rejects the flushes waiting on it with
+ * PERSIST_WRITE_FAILED and every later flush too: the broker then stops acknowledging instead of
+ * promising what is not stored. (A failed fsync is not retried: the kernel may have dropped the dirty
+ * pages.) The failure is reported to `onError` and on the `broker:persistence:error` diagnostics
+ * channel; it never throws out of a timer or callback.
  */
 export class SqliteStore implements Store {
   /** Absolute or relative path of the database file. */
@@ -224,7 +255,17 @@ export class SqliteStore implements Store {
   private failure: PersistenceError | undefined = undefined;
   private failedFlush: Promise<void> | undefined = undefined;
   private isClosed = false;
+  private closing: Promise<void> | undefined = undefined;
   private commitCount = 0;
+  private syncCount = 0;
+  private readonly durability: 'fsync' | 'os';
+  private readonly syncFile: NonNullable<SqliteStoreOptions['syncFile']>;
+  /** Our descriptor on the `-wal` file, only for fdatasync (never written through). */
+  private walFd: number | undefined = undefined;
+  /** Something was committed that no sync has covered yet. */
+  private unsynced = false;
+  /** Settles (never rejects) when the sync in flight completes; undefined when none is. */
+  private syncInFlight: Promise<void> | undefined = undefined;
   /** Sessions known to have a row (so child rows need no INSERT OR IGNORE of their session). */
   private readonly knownSessions = new Set<string>();
   private nextSeq = 1;
@@ -236,6 +277,8 @@ export class SqliteStore implements Store {
     this.file = file;
     this.commitIntervalMs = options.commitIntervalMs ?? 0;
     this.onError = options.onError;
+    this.durability = options.durability ?? 'fsync';
+    this.syncFile = options.syncFile ?? fdatasync;
     this.statements = prepare(db);
     for (const row of this.statements.allSessionIds.all() as Array<{ client_id: string }>)
       this.knownSessions.add(row.client_id);
@@ -243,6 +286,18 @@ export class SqliteStore implements Store {
     this.nextSeq = (maxSeq ?? 0) + 1;
     this.applyBatch = db.transaction((ops: readonly Op[]) => this.apply(ops));
     this.statements.deleteAllUnreferencedMessages.run();
+    if (this.durability === 'fsync') {
+      // The -wal file exists now: WAL mode is set and the connection has read and written. We only
+      // fsync through this descriptor (fsync is per file, so it flushes SQLite's writes too).
+      const fd = openSync(`${file}-wal`, process.platform === 'win32' ? 'r+' : 'r');
+      try {
+        syncDirectory(dirname(file));
+      } catch (error) {
+        closeSync(fd);
+        throw error;
+      }
+      this.walFd = fd;
+    }
   }
 
   /**
@@ -296,7 +351,8 @@ export class SqliteStore implements Store {
    */
   load(): StoreContents {
     this.checkOpen();
-    this.commitNow();
+    // Written now so that the read sees it; made durable by the next sync, as usual.
+    if (this.commitBatch() && this.unsynced) this.schedule();
     try {
       return this.readAll();
     } catch (error) {
@@ -408,9 +464,9 @@ export class SqliteStore implements Store {
   // Store port: commits ------------------------------------------------------------------------------
 
   /**
-   * Resolves once everything recorded before the call is committed; every call before that commit
-   * gets the same promise object. Rejects with PERSIST_WRITE_FAILED if the commit failed, and from
-   * then on always (with PERSIST_CLOSED after `close()`).
+   * Resolves once everything recorded before the call is committed and (by default) fsync'ed; every
+   * call before that commit gets the same promise object. Rejects with PERSIST_WRITE_FAILED if the
+   * commit or its sync failed, and from then on always (with PERSIST_CLOSED after `close()`).
    */
   flush(): Promise<void> {
     if (this.failure !== undefined) return this.failedFlush!;
@@ -425,14 +481,35 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Commits what is pending and closes the database. Resolves when closed; rejects with
-   * PERSIST_WRITE_FAILED if the pending records could not be committed (the file is closed anyway).
+   * Waits for the sync in flight, commits what is pending, syncs it and closes the database. Resolves
+   * when closed; rejects with PERSIST_WRITE_FAILED if the pending records could not be committed or
+   * synced (the file is closed anyway). Records and flushes after the call are refused, as after it.
    */
-  async close(): Promise<void> {
-    if (this.isClosed) return;
-    const failureBefore = this.failure;
-    this.commitNow();
+  close(): Promise<void> {
+    if (this.closing === undefined) this.closing = this.closeNow();
+    return this.closing;
+  }
+
+  private async closeNow(): Promise<void> {
     this.isClosed = true;
+    this.clearTimer();
+    const failureBefore = this.failure;
+    // Its callback settles the flushes it covers and, the store being closed, starts nothing more.
+    if (this.syncInFlight !== undefined) await this.syncInFlight;
+    const group = this.waiting;
+    this.waiting = undefined;
+    if (this.failure === undefined && this.commitBatch() && this.unsynced) {
+      this.unsynced = false;
+      const error = await new Promise<NodeJS.ErrnoException | null>((resolve) =>
+        this.syncFile(this.walFd!, resolve),
+      );
+      if (error === null) this.syncCount++;
+      else this.fail(error, 'fsync of the WAL');
+    }
+    if (this.failure === undefined) group?.resolve();
+    else group?.reject(this.failure);
+    if (this.walFd !== undefined) closeSync(this.walFd);
+    this.walFd = undefined;
     this.db.close();
     if (this.failure !== undefined && this.failure !== failureBefore) throw this.failure;
   }
@@ -442,7 +519,12 @@ export class SqliteStore implements Store {
     return this.commitCount;
   }
 
-  /** The error that stopped the store, if a commit failed. */
+  /** WAL fsyncs completed so far by this instance (one per group of commits): for metrics and tests. */
+  get syncs(): number {
+    return this.syncCount;
+  }
+
+  /** The error that stopped the store, if a commit or sync failed. */
   get failed(): PersistenceError | undefined {
     return this.failure;
   }
@@ -453,45 +535,83 @@ export class SqliteStore implements Store {
   }
 
   private schedule(): void {
-    if (this.timer !== undefined) return;
+    // While a sync is in flight, its completion runs the next cycle (the batch keeps growing).
+    if (this.timer !== undefined || this.syncInFlight !== undefined || this.isClosed) return;
     this.timer =
       this.commitIntervalMs > 0
-        ? setTimeout(() => this.commitNow(), this.commitIntervalMs)
-        : setImmediate(() => this.commitNow());
+        ? setTimeout(() => this.cycle(), this.commitIntervalMs)
+        : setImmediate(() => this.cycle());
   }
 
-  /** Writes the batch in one transaction and settles the flush promise of that batch. */
-  private commitNow(): void {
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer as ReturnType<typeof setTimeout>);
-      clearImmediate(this.timer as ReturnType<typeof setImmediate>);
-      this.timer = undefined;
-    }
-    const ops = this.batch;
-    const waiting = this.waiting;
-    this.batch = [];
+  private clearTimer(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer as ReturnType<typeof setTimeout>);
+    clearImmediate(this.timer as ReturnType<typeof setImmediate>);
+    this.timer = undefined;
+  }
+
+  /**
+   * One group commit: writes the batch in one transaction, then starts the sync that settles the
+   * flushes of the batch (or settles them at once when nothing needs syncing). Never with a sync in
+   * flight.
+   */
+  private cycle(): void {
+    this.clearTimer();
+    const group = this.waiting;
     this.waiting = undefined;
-    if (this.failure !== undefined) {
-      waiting?.reject(this.failure);
+    if (this.failure !== undefined || !this.commitBatch()) {
+      group?.reject(this.failure!);
       return;
     }
-    if (ops.length > 0) {
-      try {
-        this.applyBatch(compactBatch(ops));
-        this.commitCount++;
-      } catch (error) {
-        this.fail(error);
-        waiting?.reject(this.failure!);
-        return;
-      }
+    if (!this.unsynced) {
+      group?.resolve();
+      return;
     }
-    waiting?.resolve();
+    this.unsynced = false;
+    let settled!: () => void;
+    this.syncInFlight = new Promise<void>((resolve) => {
+      settled = resolve;
+    });
+    this.syncFile(this.walFd!, (error) => {
+      this.syncInFlight = undefined;
+      settled();
+      if (error === null) {
+        this.syncCount++;
+        group?.resolve();
+      } else {
+        if (this.failure === undefined) this.fail(error, 'fsync of the WAL');
+        group?.reject(this.failure!);
+      }
+      if (this.isClosed) return; // close() takes over
+      if (this.waiting !== undefined || this.batch.length > 0 || this.unsynced) this.cycle();
+    });
   }
 
-  private fail(error: unknown): void {
+  /**
+   * Writes the batch (compacted) in one transaction. False if that failed: the store has then stopped.
+   * With `durability: 'fsync'`, marks that a sync is needed if anything was written.
+   */
+  private commitBatch(): boolean {
+    if (this.failure !== undefined) return false;
+    const ops = this.batch;
+    if (ops.length === 0) return true;
+    this.batch = [];
+    try {
+      const compacted = compactBatch(ops);
+      this.applyBatch(compacted);
+      this.commitCount++;
+      if (compacted.length > 0 && this.durability === 'fsync') this.unsynced = true;
+      return true;
+    } catch (error) {
+      this.fail(error);
+      return false;
+    }
+  }
+
+  private fail(error: unknown, what: 'commit' | 'fsync of the WAL' = 'commit'): void {
     const failure = new PersistenceError(
       'PERSIST_WRITE_FAILED',
-      `${this.file}: commit failed, nothing more will be acknowledged: ${String(error)}`,
+      `${this.file}: ${what} failed, nothing more will be acknowledged: ${String(error)}`,
       { cause: error, file: this.file },
     );
     this.failure = failure;
@@ -668,6 +788,17 @@ function messageSnapshot(row: MessageRow): MessageSnapshot {
   };
 }
 
+/** Makes a directory's entries (here: the new `-wal` file's) durable. No-op where directories cannot be opened. */
+function syncDirectory(dir: string): void {
+  if (process.platform === 'win32') return;
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Checks the file is ours and of a version we read; creates the schema in an empty file. */
 function prepareFile(db: Database.Database, file: string): void {
   // The first read of the header: a file that is not a database fails here (SQLITE_NOTADB).
@@ -697,8 +828,10 @@ function prepareFile(db: Database.Database, file: string): void {
     throw new PersistenceError('PERSIST_OPEN_FAILED', `${file}: cannot use WAL mode (${String(mode)})`, {
       file,
     });
-  // Durability is the promise: fsync the WAL at every commit.
-  db.pragma('synchronous = FULL');
+  // No fsync inside a commit (it would block the event loop); the store fdatasyncs the WAL itself, off
+  // the main thread, before resolving a flush. WAL + NORMAL stays consistent: SQLite fsyncs the WAL
+  // before a checkpoint and the database after it.
+  db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   if (isEmpty) {
     db.transaction(() => {
