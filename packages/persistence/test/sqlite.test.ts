@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { fdatasync, fstatSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Broker, ManualClock } from '@broker/core';
 import { isPersistenceError, type PersistenceError } from '@broker/persistence';
@@ -346,5 +346,217 @@ describe('batch compaction', () => {
       { kind: 'incomingRemoved', clientId: 'a', packetId: 4 },
     ];
     expect(compactBatch(ops as never)).toEqual([]);
+  });
+});
+
+/**
+ * A `syncFile` for tests that runs the real fdatasync on the store's descriptor but holds its
+ * completion until the test releases it (or fails it), so the order of events is observable without
+ * timing. `started` resolves when the store starts the n-th sync.
+ */
+function heldSyncs() {
+  const calls: Array<{ fd: number; release: (error?: NodeJS.ErrnoException) => void }> = [];
+  const waiters = new Map<number, () => void>();
+  const counts = { inFlight: 0, maxInFlight: 0 };
+  const syncFile = (fd: number, callback: (error: NodeJS.ErrnoException | null) => void): void => {
+    counts.inFlight++;
+    counts.maxInFlight = Math.max(counts.maxInFlight, counts.inFlight);
+    fdatasync(fd, (error) => {
+      calls.push({
+        fd,
+        release: (injected) => {
+          counts.inFlight--;
+          callback(injected ?? error);
+        },
+      });
+      waiters.get(calls.length)?.();
+    });
+  };
+  const started = (n: number): Promise<void> =>
+    calls.length >= n ? Promise.resolve() : new Promise((resolve) => waiters.set(n, resolve));
+  return { syncFile, calls, started, counts };
+}
+
+function track(promise: Promise<void>): { state: 'pending' | 'resolved' | 'rejected' } {
+  const result = { state: 'pending' as 'pending' | 'resolved' | 'rejected' };
+  promise.then(
+    () => {
+      result.state = 'resolved';
+    },
+    () => {
+      result.state = 'rejected';
+    },
+  );
+  return result;
+}
+
+const eio = () => Object.assign(new Error('EIO: i/o error, fdatasync (simulated)'), { code: 'EIO' });
+
+describe('SqliteStore durability (pipelined group commit)', () => {
+  it('syncs the -wal file SQLite writes (the same inode, still linked) across checkpoints that restart it', async () => {
+    const syncs = heldSyncs();
+    const store = open({ syncFile: syncs.syncFile });
+    expect(store.syncs).toBe(0);
+    store.sessionCreated('s');
+    // Enough content to pass the autocheckpoint threshold (1000 pages) several times: SQLite then
+    // restarts the WAL from its start; it must stay the file our descriptor points at.
+    const payload = new Uint8Array(16 * 1024);
+    for (let round = 1; round <= 4; round++) {
+      for (let i = 0; i < 100; i++) {
+        const id = round * 1000 + i;
+        store.messageAdded({ messageId: id, topic: 't', payload, qos: 1, retain: false });
+        store.outgoingAdded('s', id, { qos: 1, retain: false, packetId: -1, state: 1, dup: false });
+      }
+      const flushed = store.flush();
+      await syncs.started(round);
+      const { fd, release } = syncs.calls[round - 1]!;
+      expect(fstatSync(fd).ino).toBe(statSync(join(dataDir, 'broker.sqlite-wal')).ino);
+      expect(fstatSync(fd).nlink).toBe(1);
+      release();
+      await flushed;
+    }
+    expect(store.syncs).toBe(4);
+    expect(count('outgoing')).toBe(400);
+    // A checkpoint did run (the main file only grows by one) and the WAL was reused, not appended to.
+    expect(statSync(join(dataDir, 'broker.sqlite')).size).toBeGreaterThan(4 * 1024 * 1024);
+    expect(statSync(join(dataDir, 'broker.sqlite-wal')).size).toBeLessThan(400 * 16 * 1024);
+  });
+
+  it('starts the sync only after the commit is written: in the sync, another connection sees the batch', async () => {
+    let seen: number | undefined;
+    const store = open({
+      syncFile: (fd, callback) => {
+        seen = count('sessions');
+        fdatasync(fd, callback);
+      },
+    });
+    store.sessionCreated('a');
+    store.sessionCreated('b');
+    await store.flush();
+    expect(seen).toBe(2);
+    expect(store.syncs).toBe(1);
+  });
+
+  it('a flush recorded while a sync is in flight resolves only after the next sync, which covers its batch', async () => {
+    const syncs = heldSyncs();
+    const store = open({ syncFile: syncs.syncFile });
+    store.sessionCreated('a');
+    const first = track(store.flush());
+    await syncs.started(1);
+    // The first batch is committed and its sync in flight; the next records wait for it.
+    store.sessionCreated('b');
+    const secondPromise = store.flush();
+    const second = track(secondPromise);
+    store.sessionCreated('c');
+    expect(store.flush()).toBe(secondPromise);
+    await settle();
+    expect([first.state, second.state, store.commits, count('sessions')]).toEqual([
+      'pending',
+      'pending',
+      1,
+      1,
+    ]);
+    syncs.calls[0]!.release();
+    await syncs.started(2); // the completion commits b and c in one transaction and syncs them
+    expect([first.state, second.state, store.commits, count('sessions')]).toEqual([
+      'resolved',
+      'pending',
+      2,
+      3,
+    ]);
+    await settle();
+    expect(second.state).toBe('pending');
+    syncs.calls[1]!.release();
+    await secondPromise;
+    expect(store.syncs).toBe(2);
+    expect(syncs.counts.maxInFlight).toBe(1);
+  });
+
+  it('a failed sync rejects the flushes it covers and every later one with PERSIST_WRITE_FAILED, and reports once', async () => {
+    const syncs = heldSyncs();
+    const errors: PersistenceError[] = [];
+    const store = open({ syncFile: syncs.syncFile, onError: (e) => errors.push(e) });
+    store.sessionCreated('a');
+    const first = store.flush();
+    await syncs.started(1);
+    store.sessionCreated('b');
+    const waitingBehind = store.flush();
+    syncs.calls[0]!.release(eio());
+    await expect(first).rejects.toMatchObject({ code: 'PERSIST_WRITE_FAILED' });
+    await expect(first).rejects.toThrow(/fsync of the WAL failed.*EIO/);
+    await expect(waitingBehind).rejects.toMatchObject({ code: 'PERSIST_WRITE_FAILED' });
+    store.sessionCreated('later');
+    await expect(store.flush()).rejects.toMatchObject({ code: 'PERSIST_WRITE_FAILED' });
+    expect(errors.map((e) => e.code)).toEqual(['PERSIST_WRITE_FAILED']);
+    expect(store.failed?.code).toBe('PERSIST_WRITE_FAILED');
+    expect(syncs.calls).toHaveLength(1); // no retry after a failed fsync
+  });
+
+  it('through a broker: a failed sync means no PUBACK and the publisher is closed (CORE_STORE_FAILED)', async () => {
+    let failSyncs = false;
+    const store = open({
+      syncFile: (fd, callback) => (failSyncs ? callback(eio()) : fdatasync(fd, callback)),
+    });
+    const broker = new Broker({ store, clock: new ManualClock(0) });
+    const codes: string[] = [];
+    broker.on('error', (e) => codes.push(e.code));
+    await broker.restore();
+    new MiniClient(broker, 'sub', { cleanSession: false }).subscribe('t', 1).drop();
+    await store.flush();
+    failSyncs = true;
+    const pub = new MiniClient(broker, 'pub');
+    pub.publish('t', 'committed but not synced', 1, { packetId: 1 });
+    await store.flush().catch(() => {});
+    await settle();
+    expect(pub.take()).toEqual([]);
+    expect(pub.peer.isClosed).toBe(true);
+    expect(codes).toContain('CORE_STORE_FAILED');
+  });
+
+  it('close() waits for the sync in flight, then commits and syncs what is pending, then closes', async () => {
+    const syncs = heldSyncs();
+    const store = open({ syncFile: syncs.syncFile });
+    store.sessionCreated('a');
+    const first = track(store.flush());
+    await syncs.started(1);
+    store.sessionCreated('b');
+    const pendingFlush = track(store.flush());
+    const closedPromise = store.close();
+    const closed = track(closedPromise);
+    await settle();
+    expect([first.state, pendingFlush.state, closed.state]).toEqual(['pending', 'pending', 'pending']);
+    syncs.calls[0]!.release();
+    await syncs.started(2); // the final sync, covering b
+    expect([first.state, pendingFlush.state, closed.state]).toEqual(['resolved', 'pending', 'pending']);
+    syncs.calls[1]!.release();
+    await closedPromise;
+    expect(pendingFlush.state).toBe('resolved');
+    expect(store.syncs).toBe(2);
+    expect(syncs.counts.maxInFlight).toBe(1); // the final sync did not start before the first completed
+    expect(
+      open()
+        .load()
+        .sessions.map((s) => s.clientId),
+    ).toEqual(['a', 'b']);
+  });
+
+  it('close() rejects with PERSIST_WRITE_FAILED when the final sync fails', async () => {
+    const store = open({ syncFile: (_fd, callback) => callback(eio()) });
+    store.sessionCreated('a');
+    await expect(store.close()).rejects.toMatchObject({ code: 'PERSIST_WRITE_FAILED' });
+  });
+
+  it("durability 'os' resolves flush after the commit without any sync of the WAL", async () => {
+    const store = open({
+      durability: 'os',
+      syncFile: () => {
+        throw new Error('no sync expected');
+      },
+    });
+    store.sessionCreated('a');
+    await store.flush();
+    await store.close();
+    expect(store.syncs).toBe(0);
+    expect(count('sessions')).toBe(1);
   });
 });
