@@ -583,7 +583,9 @@ export class SqliteStore implements Store {
         group?.reject(this.failure!);
       }
       if (this.isClosed) return; // close() takes over
-      if (this.waiting !== undefined || this.batch.length > 0 || this.unsynced) this.cycle();
+      // The next group commits on the next macrotask, not here: the acknowledgements this sync
+      // released go out first (microtasks), and the input already read joins the group.
+      if (this.waiting !== undefined || this.batch.length > 0 || this.unsynced) this.schedule();
     });
   }
 
