@@ -339,6 +339,27 @@ describe('batch compaction', () => {
     ]);
   });
 
+  it('folds the changes of a delivery still open at the end of the batch into its addition (last state), keeping the order', () => {
+    const sent = { ...delivery, state: 3 };
+    const pubrecReceived = { ...delivery, state: 4 };
+    const ops = [
+      message(7),
+      { kind: 'outgoingAdded', clientId: 'a', messageId: 7, delivery: { ...delivery, state: 1 } },
+      message(8),
+      { kind: 'outgoingAdded', clientId: 'a', messageId: 8, delivery: { ...delivery, state: 1 } },
+      { kind: 'outgoingChanged', clientId: 'a', messageId: 7, delivery: sent },
+      { kind: 'outgoingChanged', clientId: 'a', messageId: 7, delivery: pubrecReceived },
+      { kind: 'outgoingChanged', clientId: 'b', messageId: 9, delivery: sent }, // added in an earlier batch
+    ];
+    expect(compactBatch(ops as never)).toEqual([
+      ops[0],
+      { kind: 'outgoingAdded', clientId: 'a', messageId: 7, delivery: pubrecReceived },
+      ops[2],
+      ops[3],
+      ops[6],
+    ]);
+  });
+
   it('cancels an incoming QoS 2 record held and released within the batch', () => {
     const ops = [
       message(9),

@@ -949,8 +949,9 @@ function prepare(db: Database.Database) {
  * Drops from a batch what cancels out before it is committed: a delivery (or an incoming QoS 2
  * record) added and removed again within the batch — the common case of an online persistent
  * subscriber that acknowledges within one commit interval — and the content of a message that then
- * nothing in the batch refers to any more. The result commits the same end state with fewer
- * writes. Nothing spans a session's removal or replacement.
+ * nothing in the batch refers to any more. A delivery added and changed (sent, PUBREC received…) but
+ * not removed within the batch is written once, by its addition carrying its last state. The result
+ * commits the same end state with fewer writes. Nothing spans a session's removal or replacement.
  */
 /** @internal Exported for its tests. */
 export function compactBatch(ops: readonly Op[]): readonly Op[] {
@@ -1000,6 +1001,14 @@ export function compactBatch(ops: readonly Op[]): readonly Op[] {
       default:
     }
   });
+  // Deliveries still open: their changes fold into the addition (same row, same seq, last state).
+  const lastState = new Map<number, RowDelivery>();
+  for (const indices of openOutgoing.values()) {
+    if (indices.length < 2) continue;
+    const last = ops[indices[indices.length - 1]!] as Extract<Op, { kind: 'outgoingChanged' }>;
+    lastState.set(indices[0]!, last.delivery);
+    for (let i = 1; i < indices.length; i++) cancelled.add(indices[i]!);
+  }
   if (cancelled.size === 0) return ops;
   // A message's content stays if anything left in the batch may refer to it.
   const stillReferenced = new Set<number>();
@@ -1014,12 +1023,20 @@ export function compactBatch(ops: readonly Op[]): readonly Op[] {
         stillReferenced.add(m.messageId);
     }
   });
-  return ops.filter((op, index) => {
-    if (cancelled.has(index)) return false;
+  const result: Op[] = [];
+  ops.forEach((op, index) => {
+    if (cancelled.has(index)) return;
     if (op.kind === 'messageAdded') {
       const id = op.message.messageId;
-      return !(cancelledMessages.has(id) && !stillReferenced.has(id));
+      if (cancelledMessages.has(id) && !stillReferenced.has(id)) return;
+    } else if (op.kind === 'outgoingAdded') {
+      const delivery = lastState.get(index);
+      if (delivery !== undefined) {
+        result.push({ ...op, delivery });
+        return;
+      }
     }
-    return true;
+    result.push(op);
   });
+  return result;
 }
