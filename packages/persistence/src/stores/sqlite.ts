@@ -725,7 +725,8 @@ export class SqliteStore implements Store {
           break;
       }
     }
-    for (const id of released) s.deleteUnreferencedMessage.run({ id });
+    // One statement for the whole batch (a JSON array of ids), not one per message.
+    if (released.size > 0) s.deleteUnreferencedMessages.run(JSON.stringify([...released]));
   }
 
   private replaceSession(snapshot: SessionSnapshot, released: Set<number>): void {
@@ -904,11 +905,11 @@ function prepare(db: Database.Database) {
       `INSERT INTO messages (message_id, topic, payload, qos, retain) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (message_id) DO NOTHING`,
     ),
-    deleteUnreferencedMessage: db.prepare(
-      `DELETE FROM messages WHERE message_id = @id
-       AND NOT EXISTS (SELECT 1 FROM outgoing WHERE message_id = @id)
-       AND NOT EXISTS (SELECT 1 FROM incoming WHERE message_id = @id)
-       AND NOT EXISTS (SELECT 1 FROM retained WHERE message_id = @id)`,
+    deleteUnreferencedMessages: db.prepare(
+      `DELETE FROM messages WHERE message_id IN (SELECT value FROM json_each(?))
+       AND NOT EXISTS (SELECT 1 FROM outgoing o WHERE o.message_id = messages.message_id)
+       AND NOT EXISTS (SELECT 1 FROM incoming i WHERE i.message_id = messages.message_id)
+       AND NOT EXISTS (SELECT 1 FROM retained r WHERE r.message_id = messages.message_id)`,
     ),
     deleteAllUnreferencedMessages: db.prepare(
       `DELETE FROM messages WHERE NOT EXISTS (SELECT 1 FROM outgoing o WHERE o.message_id = messages.message_id)
