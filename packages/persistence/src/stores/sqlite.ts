@@ -956,88 +956,114 @@ function prepare(db: Database.Database) {
  */
 /** @internal Exported for its tests. */
 export function compactBatch(ops: readonly Op[]): readonly Op[] {
-  const cancelled = new Set<number>();
+  /** 1 where ops[i] is dropped. */
+  const dropped = new Uint8Array(ops.length);
+  let droppedCount = 0;
+  const drop = (index: number): void => {
+    if (dropped[index] === 0) droppedCount++;
+    dropped[index] = 1;
+  };
   const cancelledMessages = new Set<number>();
-  const openOutgoing = new Map<string, number[]>();
-  const openIncoming = new Map<string, { index: number; messageId: number }>();
-  ops.forEach((op, index) => {
+  /** clientId → messageId → [index of outgoingAdded, indices of its outgoingChanged…]. */
+  const openOutgoing = new Map<string, Map<number, number[]>>();
+  /** clientId → packetId → incomingAdded. */
+  const openIncoming = new Map<string, Map<number, { index: number; messageId: number }>>();
+  for (let index = 0; index < ops.length; index++) {
+    const op = ops[index]!;
     switch (op.kind) {
-      case 'outgoingAdded':
-        openOutgoing.set(`${op.clientId}\u0000${op.messageId}`, [index]);
-        break;
-      case 'outgoingChanged':
-        openOutgoing.get(`${op.clientId}\u0000${op.messageId}`)?.push(index);
-        break;
-      case 'outgoingRemoved': {
-        const key = `${op.clientId}\u0000${op.messageId}`;
-        const open = openOutgoing.get(key);
-        if (open === undefined) break;
-        for (const i of open) cancelled.add(i);
-        cancelled.add(index);
-        cancelledMessages.add(op.messageId);
-        openOutgoing.delete(key);
+      case 'outgoingAdded': {
+        let byMessage = openOutgoing.get(op.clientId);
+        if (byMessage === undefined) {
+          byMessage = new Map();
+          openOutgoing.set(op.clientId, byMessage);
+        }
+        byMessage.set(op.messageId, [index]);
         break;
       }
-      case 'incomingAdded':
-        openIncoming.set(`${op.clientId}\u0000${op.packetId}`, { index, messageId: op.messageId });
+      case 'outgoingChanged':
+        openOutgoing.get(op.clientId)?.get(op.messageId)?.push(index);
         break;
-      case 'incomingRemoved': {
-        const key = `${op.clientId}\u0000${op.packetId}`;
-        const open = openIncoming.get(key);
+      case 'outgoingRemoved': {
+        const byMessage = openOutgoing.get(op.clientId);
+        const open = byMessage?.get(op.messageId);
         if (open === undefined) break;
-        cancelled.add(open.index);
-        cancelled.add(index);
+        for (const i of open) drop(i);
+        drop(index);
+        cancelledMessages.add(op.messageId);
+        byMessage!.delete(op.messageId);
+        break;
+      }
+      case 'incomingAdded': {
+        let byPacket = openIncoming.get(op.clientId);
+        if (byPacket === undefined) {
+          byPacket = new Map();
+          openIncoming.set(op.clientId, byPacket);
+        }
+        byPacket.set(op.packetId, { index, messageId: op.messageId });
+        break;
+      }
+      case 'incomingRemoved': {
+        const byPacket = openIncoming.get(op.clientId);
+        const open = byPacket?.get(op.packetId);
+        if (open === undefined) break;
+        drop(open.index);
+        drop(index);
         cancelledMessages.add(open.messageId);
-        openIncoming.delete(key);
+        byPacket!.delete(op.packetId);
         break;
       }
       case 'sessionRemoved':
       case 'sessionReplaced': {
         const clientId = op.kind === 'sessionRemoved' ? op.clientId : op.snapshot.clientId;
-        const prefix = `${clientId}\u0000`;
-        for (const key of [...openOutgoing.keys()]) if (key.startsWith(prefix)) openOutgoing.delete(key);
-        for (const key of [...openIncoming.keys()]) if (key.startsWith(prefix)) openIncoming.delete(key);
+        openOutgoing.delete(clientId);
+        openIncoming.delete(clientId);
         break;
       }
       default:
     }
-  });
+  }
   // Deliveries still open: their changes fold into the addition (same row, same seq, last state).
   const lastState = new Map<number, RowDelivery>();
-  for (const indices of openOutgoing.values()) {
-    if (indices.length < 2) continue;
-    const last = ops[indices[indices.length - 1]!] as Extract<Op, { kind: 'outgoingChanged' }>;
-    lastState.set(indices[0]!, last.delivery);
-    for (let i = 1; i < indices.length; i++) cancelled.add(indices[i]!);
+  for (const byMessage of openOutgoing.values()) {
+    for (const indices of byMessage.values()) {
+      if (indices.length < 2) continue;
+      const last = ops[indices[indices.length - 1]!] as Extract<Op, { kind: 'outgoingChanged' }>;
+      lastState.set(indices[0]!, last.delivery);
+      for (let i = 1; i < indices.length; i++) drop(indices[i]!);
+    }
   }
-  if (cancelled.size === 0) return ops;
+  if (droppedCount === 0) return ops;
   // A message's content stays if anything left in the batch may refer to it.
   const stillReferenced = new Set<number>();
-  ops.forEach((op, index) => {
-    if (cancelled.has(index)) return;
-    if (op.kind === 'outgoingAdded' || op.kind === 'outgoingChanged' || op.kind === 'incomingAdded') {
-      stillReferenced.add(op.messageId);
-    } else if (op.kind === 'retainedSet') {
-      stillReferenced.add(op.message.messageId);
-    } else if (op.kind === 'sessionReplaced') {
-      for (const m of [...op.snapshot.incomingMessages, ...op.snapshot.outgoingMessages])
-        stillReferenced.add(m.messageId);
+  if (cancelledMessages.size > 0) {
+    for (let index = 0; index < ops.length; index++) {
+      if (dropped[index] === 1) continue;
+      const op = ops[index]!;
+      if (op.kind === 'outgoingAdded' || op.kind === 'outgoingChanged' || op.kind === 'incomingAdded') {
+        stillReferenced.add(op.messageId);
+      } else if (op.kind === 'retainedSet') {
+        stillReferenced.add(op.message.messageId);
+      } else if (op.kind === 'sessionReplaced') {
+        for (const m of [...op.snapshot.incomingMessages, ...op.snapshot.outgoingMessages])
+          stillReferenced.add(m.messageId);
+      }
     }
-  });
+  }
   const result: Op[] = [];
-  ops.forEach((op, index) => {
-    if (cancelled.has(index)) return;
+  for (let index = 0; index < ops.length; index++) {
+    if (dropped[index] === 1) continue;
+    const op = ops[index]!;
     if (op.kind === 'messageAdded') {
       const id = op.message.messageId;
-      if (cancelledMessages.has(id) && !stillReferenced.has(id)) return;
+      if (cancelledMessages.has(id) && !stillReferenced.has(id)) continue;
     } else if (op.kind === 'outgoingAdded') {
       const delivery = lastState.get(index);
       if (delivery !== undefined) {
         result.push({ ...op, delivery });
-        return;
+        continue;
       }
     }
     result.push(op);
-  });
+  }
   return result;
 }
