@@ -233,6 +233,36 @@ describe('SqliteStore commits', () => {
     expect(count('outgoing')).toBe(200);
   });
 
+  it('writes long runs of deliveries and removals (several multi-row statements) in order, for interleaved sessions', async () => {
+    const store = open();
+    const n = 150; // more than two statements' worth of rows
+    for (let id = 1; id <= n; id++) {
+      store.messageAdded({
+        messageId: id,
+        topic: `t/${id}`,
+        payload: new Uint8Array([id & 0xff]),
+        qos: 1,
+        retain: false,
+      });
+      for (const client of ['x', 'y'])
+        store.outgoingAdded(client, id, { qos: 1, retain: false, packetId: id, state: 2, dup: id % 2 === 0 });
+    }
+    await store.flush();
+    for (let id = 1; id <= n; id += 2) store.outgoingRemoved('x', id);
+    for (let id = 1; id <= n; id += 3) store.outgoingRemoved('y', id);
+    await store.close();
+    const sessions = open().load().sessions;
+    const ids = (clientId: string) =>
+      sessions.find((s) => s.clientId === clientId)!.outgoingMessages.map((m) => m.messageId);
+    const all = Array.from({ length: n }, (_, i) => i + 1);
+    expect(ids('x')).toEqual(all.filter((id) => id % 2 === 0));
+    expect(ids('y')).toEqual(all.filter((id) => id % 3 !== 1));
+    const m = sessions.find((s) => s.clientId === 'y')!.outgoingMessages.at(-1)!;
+    expect([m.topic, [...m.payload], m.packetId, m.dup]).toEqual([`t/${n}`, [n & 0xff], n, true]);
+    // Content only 'y' still refers to stays; content neither refers to is gone.
+    expect(count('messages')).toBe(all.filter((id) => id % 2 === 0 || id % 3 !== 1).length);
+  });
+
   it('with commitIntervalMs, groups the records of several turns', async () => {
     const store = open({ commitIntervalMs: 30 });
     store.sessionCreated('a');

@@ -644,89 +644,179 @@ export class SqliteStore implements Store {
   }
 
   private apply(ops: readonly Op[]): void {
-    const s = this.statements;
     /** Messages that may have lost their last reference in this batch. */
     const released = new Set<number>();
-    for (const op of ops) {
-      switch (op.kind) {
-        case 'sessionCreated':
-          this.ensureSession(op.clientId);
-          break;
-        case 'sessionRemoved':
-          this.removeSession(op.clientId, released);
-          break;
-        case 'subscriptionAdded':
-          this.ensureSession(op.clientId);
-          s.upsertSubscription.run(op.clientId, op.topicFilter, op.qos);
-          break;
-        case 'subscriptionRemoved':
-          s.deleteSubscription.run(op.clientId, op.topicFilter);
-          break;
-        case 'messageAdded':
-          // Not a release candidate: a reference follows it [Store contract]. Content left without one
-          // anyway (a caller breaking that rule) is swept when the store is next opened.
-          insertMessage(s, op.message);
-          break;
-        case 'outgoingAdded':
-          this.ensureSession(op.clientId);
-          s.upsertOutgoing.run(
-            op.clientId,
-            op.messageId,
-            this.nextSeq++,
-            op.delivery.qos,
-            op.delivery.retain,
-            op.delivery.packetId,
-            op.delivery.state,
-            op.delivery.dup,
-          );
-          break;
-        case 'outgoingChanged':
-          s.updateOutgoing.run(
-            op.delivery.qos,
-            op.delivery.retain,
-            op.delivery.packetId,
-            op.delivery.state,
-            op.delivery.dup,
-            op.clientId,
-            op.messageId,
-          );
-          break;
-        case 'outgoingRemoved':
-          if (s.deleteOutgoing.run(op.clientId, op.messageId).changes > 0) released.add(op.messageId);
-          break;
-        case 'incomingAdded': {
-          this.ensureSession(op.clientId);
-          const previous = s.incomingMessageId.get(op.clientId, op.packetId) as
-            | { message_id: number }
-            | undefined;
-          if (previous !== undefined) released.add(previous.message_id);
-          s.upsertIncoming.run(op.clientId, op.packetId, op.messageId, op.state, op.dup);
-          break;
-        }
-        case 'incomingRemoved': {
-          const row = s.deleteIncoming.get(op.clientId, op.packetId) as { message_id: number } | undefined;
-          if (row !== undefined) released.add(row.message_id);
-          break;
-        }
-        case 'retainedSet': {
-          const previous = s.retainedMessageId.get(op.message.topic) as { message_id: number } | undefined;
-          if (previous !== undefined) released.add(previous.message_id);
-          insertMessage(s, op.message);
-          s.upsertRetained.run(op.message.topic, op.message.messageId);
-          break;
-        }
-        case 'retainedCleared': {
-          const row = s.deleteRetained.get(op.topic) as { message_id: number } | undefined;
-          if (row !== undefined) released.add(row.message_id);
-          break;
-        }
-        case 'sessionReplaced':
-          this.replaceSession(op.snapshot, released);
-          break;
+    // Content first, many rows per statement. Equivalent to the op order: content is only ever
+    // deleted at the end of a batch (below), and inserting it is idempotent.
+    const contents: RowMessage[] = [];
+    for (const op of ops) if (op.kind === 'messageAdded') contents.push(op.message);
+    this.multiRow(contents.length, this.insertMessages, 5, (params, from, to) => {
+      for (let i = from; i < to; i++) {
+        const m = contents[i]!;
+        params.push(m.messageId, m.topic, m.payload, m.qos, m.retain);
       }
+    });
+    let i = 0;
+    while (i < ops.length) {
+      const op = ops[i]!;
+      if (op.kind === 'outgoingAdded' || op.kind === 'outgoingRemoved') {
+        // A run of the same kind (content in between is already written) in a few statements.
+        const run: Array<Extract<Op, { kind: 'outgoingAdded' | 'outgoingRemoved' }>> = [];
+        while (i < ops.length) {
+          const next = ops[i]!;
+          if (next.kind === op.kind) run.push(next as (typeof run)[number]);
+          else if (next.kind !== 'messageAdded') break;
+          i++;
+        }
+        if (op.kind === 'outgoingAdded')
+          this.addOutgoing(run as Array<Extract<Op, { kind: 'outgoingAdded' }>>);
+        else this.removeOutgoing(run as Array<Extract<Op, { kind: 'outgoingRemoved' }>>, released);
+        continue;
+      }
+      i++;
+      if (op.kind !== 'messageAdded') this.applyOne(op, released);
     }
     // One statement for the whole batch (a JSON array of ids), not one per message.
-    if (released.size > 0) s.deleteUnreferencedMessages.run(JSON.stringify([...released]));
+    if (released.size > 0) this.statements.deleteUnreferencedMessages.run(JSON.stringify([...released]));
+  }
+
+  /** Rows of a run of outgoingAdded, in order, many per statement (an upsert, as one by one). */
+  private addOutgoing(run: Array<Extract<Op, { kind: 'outgoingAdded' }>>): void {
+    for (const op of run) this.ensureSession(op.clientId);
+    this.multiRow(run.length, this.upsertOutgoings, 8, (params, from, to) => {
+      for (let i = from; i < to; i++) {
+        const op = run[i]!;
+        const d = op.delivery;
+        params.push(op.clientId, op.messageId, this.nextSeq++, d.qos, d.retain, d.packetId, d.state, d.dup);
+      }
+    });
+  }
+
+  /** A run of outgoingRemoved: one statement per client in a row; every id is a release candidate. */
+  private removeOutgoing(run: Array<Extract<Op, { kind: 'outgoingRemoved' }>>, released: Set<number>): void {
+    let from = 0;
+    while (from < run.length) {
+      const clientId = run[from]!.clientId;
+      const ids: number[] = [];
+      let to = from;
+      for (; to < run.length && run[to]!.clientId === clientId; to++) {
+        ids.push(run[to]!.messageId);
+        released.add(run[to]!.messageId);
+      }
+      this.statements.deleteOutgoings.run(clientId, JSON.stringify(ids));
+      from = to;
+    }
+  }
+
+  /**
+   * Runs a multi-row statement for `count` rows: full chunks of MULTI_ROW rows, then one statement of
+   * the remainder (statements cached per row count).
+   */
+  private multiRow(
+    count: number,
+    statementFor: (rows: number) => Database.Statement,
+    columns: number,
+    fill: (params: unknown[], from: number, to: number) => void,
+  ): void {
+    for (let from = 0; from < count; from += MULTI_ROW) {
+      const to = Math.min(count, from + MULTI_ROW);
+      const params: unknown[] = [];
+      fill(params, from, to);
+      if (params.length !== (to - from) * columns) throw new Error('multiRow: wrong parameter count');
+      statementFor(to - from).run(...params);
+    }
+  }
+
+  private readonly multiRowStatements = new Map<string, Database.Statement>();
+
+  private readonly insertMessages = (rows: number): Database.Statement =>
+    this.cachedStatement(
+      `m${rows}`,
+      () => `INSERT INTO messages (message_id, topic, payload, qos, retain) VALUES ${placeholders(rows, 5)}
+       ON CONFLICT (message_id) DO NOTHING`,
+    );
+
+  // A delivery added again for the same message keeps its place (seq), as a Map.set would.
+  private readonly upsertOutgoings = (rows: number): Database.Statement =>
+    this.cachedStatement(
+      `o${rows}`,
+      () => `INSERT INTO outgoing (client_id, message_id, seq, qos, retain, packet_id, state, dup)
+       VALUES ${placeholders(rows, 8)}
+       ON CONFLICT (client_id, message_id) DO UPDATE SET qos = excluded.qos, retain = excluded.retain,
+         packet_id = excluded.packet_id, state = excluded.state, dup = excluded.dup`,
+    );
+
+  private cachedStatement(key: string, sql: () => string): Database.Statement {
+    let statement = this.multiRowStatements.get(key);
+    if (statement === undefined) {
+      statement = this.db.prepare(sql());
+      this.multiRowStatements.set(key, statement);
+    }
+    return statement;
+  }
+
+  private applyOne(op: Op, released: Set<number>): void {
+    const s = this.statements;
+    switch (op.kind) {
+      case 'sessionCreated':
+        this.ensureSession(op.clientId);
+        break;
+      case 'sessionRemoved':
+        this.removeSession(op.clientId, released);
+        break;
+      case 'subscriptionAdded':
+        this.ensureSession(op.clientId);
+        s.upsertSubscription.run(op.clientId, op.topicFilter, op.qos);
+        break;
+      case 'subscriptionRemoved':
+        s.deleteSubscription.run(op.clientId, op.topicFilter);
+        break;
+      case 'messageAdded': // written first, see apply
+      case 'outgoingAdded': // in runs, see apply
+        break;
+      case 'outgoingChanged':
+        s.updateOutgoing.run(
+          op.delivery.qos,
+          op.delivery.retain,
+          op.delivery.packetId,
+          op.delivery.state,
+          op.delivery.dup,
+          op.clientId,
+          op.messageId,
+        );
+        break;
+      case 'outgoingRemoved': // in runs, see apply
+        break;
+      case 'incomingAdded': {
+        this.ensureSession(op.clientId);
+        const previous = s.incomingMessageId.get(op.clientId, op.packetId) as
+          | { message_id: number }
+          | undefined;
+        if (previous !== undefined) released.add(previous.message_id);
+        s.upsertIncoming.run(op.clientId, op.packetId, op.messageId, op.state, op.dup);
+        break;
+      }
+      case 'incomingRemoved': {
+        const row = s.deleteIncoming.get(op.clientId, op.packetId) as { message_id: number } | undefined;
+        if (row !== undefined) released.add(row.message_id);
+        break;
+      }
+      case 'retainedSet': {
+        const previous = s.retainedMessageId.get(op.message.topic) as { message_id: number } | undefined;
+        if (previous !== undefined) released.add(previous.message_id);
+        insertMessage(s, op.message);
+        s.upsertRetained.run(op.message.topic, op.message.messageId);
+        break;
+      }
+      case 'retainedCleared': {
+        const row = s.deleteRetained.get(op.topic) as { message_id: number } | undefined;
+        if (row !== undefined) released.add(row.message_id);
+        break;
+      }
+      case 'sessionReplaced':
+        this.replaceSession(op.snapshot, released);
+        break;
+    }
   }
 
   private replaceSession(snapshot: SessionSnapshot, released: Set<number>): void {
@@ -800,6 +890,15 @@ function syncDirectory(dir: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** Rows per multi-row statement (8 columns × 64 = 512 parameters, far below SQLite's limit). */
+const MULTI_ROW = 64;
+
+/** `(?, ?), (?, ?)` for rows × columns. */
+function placeholders(rows: number, columns: number): string {
+  const row = `(${new Array(columns).fill('?').join(', ')})`;
+  return new Array(rows).fill(row).join(', ');
 }
 
 /** Checks the file is ours and of a version we read; creates the schema in an empty file. */
@@ -927,7 +1026,9 @@ function prepare(db: Database.Database) {
       `UPDATE outgoing SET qos = ?, retain = ?, packet_id = ?, state = ?, dup = ?
        WHERE client_id = ? AND message_id = ?`,
     ),
-    deleteOutgoing: db.prepare('DELETE FROM outgoing WHERE client_id = ? AND message_id = ?'),
+    deleteOutgoings: db.prepare(
+      'DELETE FROM outgoing WHERE client_id = ? AND message_id IN (SELECT value FROM json_each(?))',
+    ),
     incomingMessageId: db.prepare('SELECT message_id FROM incoming WHERE client_id = ? AND packet_id = ?'),
     upsertIncoming: db.prepare(
       `INSERT INTO incoming (client_id, packet_id, message_id, state, dup) VALUES (?, ?, ?, ?, ?)
