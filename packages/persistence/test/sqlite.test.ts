@@ -343,7 +343,7 @@ describe('batch compaction', () => {
   const delivery = { qos: 1, retain: 0, packetId: 1, state: 2, dup: 0 };
   const kinds = (ops: readonly unknown[]) => ops.map((op) => (op as { kind: string }).kind);
 
-  it('cancels a delivery added, changed and removed in the batch, and its unreferenced content', () => {
+  it('cancels a delivery added, changed and removed in the batch, and its content new in the batch', () => {
     const ops = [
       message(7),
       { kind: 'outgoingAdded', clientId: 'a', messageId: 7, delivery },
@@ -351,6 +351,14 @@ describe('batch compaction', () => {
       { kind: 'outgoingRemoved', clientId: 'a', messageId: 7 },
     ];
     expect(compactBatch(ops as never)).toEqual([]);
+  });
+
+  it('keeps the removal of a delivery added and removed in the batch when its content is older (the row may predate the batch)', () => {
+    const ops = [
+      { kind: 'outgoingAdded', clientId: 'a', messageId: 7, delivery },
+      { kind: 'outgoingRemoved', clientId: 'a', messageId: 7 },
+    ];
+    expect(compactBatch(ops as never)).toEqual([ops[1]]);
   });
 
   it('keeps the content while another delivery in the batch refers to it', () => {
@@ -399,13 +407,40 @@ describe('batch compaction', () => {
     ]);
   });
 
-  it('cancels an incoming QoS 2 record held and released within the batch', () => {
+  it('drops an incoming QoS 2 record held and released within the batch, keeping only the removal', () => {
     const ops = [
       message(9),
       { kind: 'incomingAdded', clientId: 'a', messageId: 9, packetId: 4, state: 8, dup: 0 },
       { kind: 'incomingRemoved', clientId: 'a', packetId: 4 },
     ];
-    expect(compactBatch(ops as never)).toEqual([]);
+    expect(compactBatch(ops as never)).toEqual([ops[2]]);
+  });
+
+  it('a delivery re-added, or a packet id taken again, and removed in a later batch leaves no row and no content (found by the property test below)', async () => {
+    const store = open();
+    const content = (messageId: number) => ({
+      messageId,
+      topic: 't',
+      payload: new Uint8Array([messageId]),
+      qos: 2 as const,
+      retain: false,
+    });
+    const d = { qos: 2 as const, retain: false, packetId: 5, state: 3 as const, dup: false };
+    store.sessionCreated('a');
+    store.messageAdded(content(1));
+    store.outgoingAdded('a', 1, d);
+    store.messageAdded(content(2));
+    store.incomingAdded('a', 2, 4, 8, false);
+    await store.flush();
+    store.outgoingAdded('a', 1, { ...d, dup: true }); // again: an upsert of the row committed above
+    store.outgoingRemoved('a', 1);
+    store.messageAdded(content(3));
+    store.incomingAdded('a', 3, 4, 8, false); // packet id 4 now holds message 3
+    store.incomingRemoved('a', 4);
+    await store.close();
+    const [session] = open().load().sessions;
+    expect([session!.outgoingMessages, session!.incomingMessages]).toEqual([[], []]);
+    expect(count('messages')).toBe(0);
   });
 });
 
@@ -748,10 +783,14 @@ describe('SqliteStore against MemoryStore (random record sequences, random batch
           }
           case 'inAdd': {
             const inc = incoming[c.client]!;
-            if (id === undefined || inc.has(c.packetId)) break;
+            const replaced = inc.get(c.packetId);
+            if (id === undefined || replaced === id) break;
             inc.set(c.packetId, id);
             ref(id, 1);
             all((s) => s.incomingAdded(clients[c.client]!, id, c.packetId, 8, false));
+            // The packet id held for another message: that one is released (as a new PUBLISH
+            // reusing the id after its PUBREL was lost would).
+            if (replaced !== undefined) ref(replaced, -1);
             break;
           }
           case 'inRemove': {

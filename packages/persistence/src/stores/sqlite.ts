@@ -659,18 +659,34 @@ export class SqliteStore implements Store {
     let i = 0;
     while (i < ops.length) {
       const op = ops[i]!;
-      if (op.kind === 'outgoingAdded' || op.kind === 'outgoingRemoved') {
-        // A run of the same kind (content in between is already written) in a few statements.
-        const run: Array<Extract<Op, { kind: 'outgoingAdded' | 'outgoingRemoved' }>> = [];
+      if (IN_RUNS.has(op.kind)) {
+        // A run of delivery and incoming-record additions, changes and removals, each touching a
+        // different row (content in between is already written): ops on different rows (or tables)
+        // commute, so the run is written kind by kind, many rows per statement. A row touched twice
+        // ends the run, keeping the order of what touches it.
+        const run = new RunOps();
+        const rows = new Set<string>();
         while (i < ops.length) {
           const next = ops[i]!;
-          if (next.kind === op.kind) run.push(next as (typeof run)[number]);
-          else if (next.kind !== 'messageAdded') break;
+          if (next.kind === 'messageAdded') {
+            i++;
+            continue;
+          }
+          if (!IN_RUNS.has(next.kind)) break;
+          const row =
+            next.kind === 'incomingAdded' || next.kind === 'incomingRemoved'
+              ? `i${next.clientId}\u0000${next.packetId}`
+              : `o${(next as { clientId: string }).clientId}\u0000${(next as { messageId: number }).messageId}`;
+          if (rows.has(row)) break;
+          rows.add(row);
+          run.add(next);
           i++;
         }
-        if (op.kind === 'outgoingAdded')
-          this.addOutgoing(run as Array<Extract<Op, { kind: 'outgoingAdded' }>>);
-        else this.removeOutgoing(run as Array<Extract<Op, { kind: 'outgoingRemoved' }>>, released);
+        this.removeOutgoing(run.outgoingRemoved, released);
+        this.removeIncoming(run.incomingRemoved, released);
+        this.addOutgoing(run.outgoingAdded);
+        this.addIncoming(run.incomingAdded, released);
+        for (const change of run.outgoingChanged) this.applyOne(change, released);
         continue;
       }
       i++;
@@ -692,19 +708,49 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** A run of outgoingRemoved: one statement per client in a row; every id is a release candidate. */
+  /** A run of outgoingRemoved: one statement per client; every id is a release candidate. */
   private removeOutgoing(run: Array<Extract<Op, { kind: 'outgoingRemoved' }>>, released: Set<number>): void {
-    let from = 0;
-    while (from < run.length) {
-      const clientId = run[from]!.clientId;
-      const ids: number[] = [];
-      let to = from;
-      for (; to < run.length && run[to]!.clientId === clientId; to++) {
-        ids.push(run[to]!.messageId);
-        released.add(run[to]!.messageId);
-      }
+    for (const [clientId, ids] of byClient(run, (op) => op.messageId)) {
+      for (const id of ids) released.add(id);
       this.statements.deleteOutgoings.run(clientId, JSON.stringify(ids));
-      from = to;
+    }
+  }
+
+  /**
+   * Rows of a run of incomingAdded, in order, many per statement. The content a row replaces (the
+   * same packet id held for another message, before or earlier in the run) is a release candidate.
+   */
+  private addIncoming(run: Array<Extract<Op, { kind: 'incomingAdded' }>>, released: Set<number>): void {
+    if (run.length === 0) return;
+    for (const [clientId, packetIds] of byClient(run, (op) => op.packetId)) {
+      this.ensureSession(clientId);
+      const rows = this.statements.incomingMessageIds.all(clientId, JSON.stringify(packetIds)) as Array<{
+        message_id: number;
+      }>;
+      for (const row of rows) released.add(row.message_id);
+    }
+    const held = new Map<string, number>();
+    for (const op of run) {
+      const key = `${op.clientId}\u0000${op.packetId}`;
+      const previous = held.get(key);
+      if (previous !== undefined) released.add(previous);
+      held.set(key, op.messageId);
+    }
+    this.multiRow(run.length, this.upsertIncomings, 5, (params, from, to) => {
+      for (let i = from; i < to; i++) {
+        const op = run[i]!;
+        params.push(op.clientId, op.packetId, op.messageId, op.state, op.dup);
+      }
+    });
+  }
+
+  /** A run of incomingRemoved: one statement per client; the content of every row deleted is a release candidate. */
+  private removeIncoming(run: Array<Extract<Op, { kind: 'incomingRemoved' }>>, released: Set<number>): void {
+    for (const [clientId, packetIds] of byClient(run, (op) => op.packetId)) {
+      const rows = this.statements.deleteIncomings.all(clientId, JSON.stringify(packetIds)) as Array<{
+        message_id: number;
+      }>;
+      for (const row of rows) released.add(row.message_id);
     }
   }
 
@@ -744,6 +790,14 @@ export class SqliteStore implements Store {
        VALUES ${placeholders(rows, 8)}
        ON CONFLICT (client_id, message_id) DO UPDATE SET qos = excluded.qos, retain = excluded.retain,
          packet_id = excluded.packet_id, state = excluded.state, dup = excluded.dup`,
+    );
+
+  private readonly upsertIncomings = (rows: number): Database.Statement =>
+    this.cachedStatement(
+      `i${rows}`,
+      () => `INSERT INTO incoming (client_id, packet_id, message_id, state, dup) VALUES ${placeholders(rows, 5)}
+       ON CONFLICT (client_id, packet_id) DO UPDATE SET message_id = excluded.message_id,
+         state = excluded.state, dup = excluded.dup`,
     );
 
   private cachedStatement(key: string, sql: () => string): Database.Statement {
@@ -787,20 +841,9 @@ export class SqliteStore implements Store {
         break;
       case 'outgoingRemoved': // in runs, see apply
         break;
-      case 'incomingAdded': {
-        this.ensureSession(op.clientId);
-        const previous = s.incomingMessageId.get(op.clientId, op.packetId) as
-          | { message_id: number }
-          | undefined;
-        if (previous !== undefined) released.add(previous.message_id);
-        s.upsertIncoming.run(op.clientId, op.packetId, op.messageId, op.state, op.dup);
+      case 'incomingAdded': // in runs, see apply
+      case 'incomingRemoved':
         break;
-      }
-      case 'incomingRemoved': {
-        const row = s.deleteIncoming.get(op.clientId, op.packetId) as { message_id: number } | undefined;
-        if (row !== undefined) released.add(row.message_id);
-        break;
-      }
       case 'retainedSet': {
         const previous = s.retainedMessageId.get(op.message.topic) as { message_id: number } | undefined;
         if (previous !== undefined) released.add(previous.message_id);
@@ -890,6 +933,60 @@ function syncDirectory(dir: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** The ops applied in runs, a few statements at a time (see SqliteStore.apply). */
+const IN_RUNS: ReadonlySet<Op['kind']> = new Set([
+  'outgoingAdded',
+  'outgoingChanged',
+  'outgoingRemoved',
+  'incomingAdded',
+  'incomingRemoved',
+]);
+
+/** The ops of one run, by kind, each in its order. */
+class RunOps {
+  readonly outgoingAdded: Array<Extract<Op, { kind: 'outgoingAdded' }>> = [];
+  readonly outgoingChanged: Array<Extract<Op, { kind: 'outgoingChanged' }>> = [];
+  readonly outgoingRemoved: Array<Extract<Op, { kind: 'outgoingRemoved' }>> = [];
+  readonly incomingAdded: Array<Extract<Op, { kind: 'incomingAdded' }>> = [];
+  readonly incomingRemoved: Array<Extract<Op, { kind: 'incomingRemoved' }>> = [];
+
+  add(op: Op): void {
+    switch (op.kind) {
+      case 'outgoingAdded':
+        this.outgoingAdded.push(op);
+        break;
+      case 'outgoingChanged':
+        this.outgoingChanged.push(op);
+        break;
+      case 'outgoingRemoved':
+        this.outgoingRemoved.push(op);
+        break;
+      case 'incomingAdded':
+        this.incomingAdded.push(op);
+        break;
+      case 'incomingRemoved':
+        this.incomingRemoved.push(op);
+        break;
+      default:
+        throw new Error(`${op.kind} is not applied in runs`);
+    }
+  }
+}
+
+/** Groups values of ops by their clientId (insertion order). */
+function byClient<T extends { clientId: string }>(
+  ops: readonly T[],
+  value: (op: T) => number,
+): Map<string, number[]> {
+  const groups = new Map<string, number[]>();
+  for (const op of ops) {
+    const group = groups.get(op.clientId);
+    if (group === undefined) groups.set(op.clientId, [value(op)]);
+    else group.push(value(op));
+  }
+  return groups;
 }
 
 /** Rows per multi-row statement (8 columns × 64 = 512 parameters, far below SQLite's limit). */
@@ -1029,14 +1126,16 @@ function prepare(db: Database.Database) {
     deleteOutgoings: db.prepare(
       'DELETE FROM outgoing WHERE client_id = ? AND message_id IN (SELECT value FROM json_each(?))',
     ),
-    incomingMessageId: db.prepare('SELECT message_id FROM incoming WHERE client_id = ? AND packet_id = ?'),
     upsertIncoming: db.prepare(
       `INSERT INTO incoming (client_id, packet_id, message_id, state, dup) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (client_id, packet_id) DO UPDATE SET message_id = excluded.message_id,
          state = excluded.state, dup = excluded.dup`,
     ),
-    deleteIncoming: db.prepare(
-      'DELETE FROM incoming WHERE client_id = ? AND packet_id = ? RETURNING message_id',
+    incomingMessageIds: db.prepare(
+      'SELECT message_id FROM incoming WHERE client_id = ? AND packet_id IN (SELECT value FROM json_each(?))',
+    ),
+    deleteIncomings: db.prepare(
+      'DELETE FROM incoming WHERE client_id = ? AND packet_id IN (SELECT value FROM json_each(?)) RETURNING message_id',
     ),
     retainedMessageId: db.prepare('SELECT message_id FROM retained WHERE topic = ?'),
     upsertRetained: db.prepare(
@@ -1059,26 +1158,37 @@ function prepare(db: Database.Database) {
 export function compactBatch(ops: readonly Op[]): readonly Op[] {
   /** 1 where ops[i] is dropped. */
   const dropped = new Uint8Array(ops.length);
-  let droppedCount = 0;
+  let changed = false;
   const drop = (index: number): void => {
-    if (dropped[index] === 0) droppedCount++;
     dropped[index] = 1;
+    changed = true;
   };
+  /** ops[i] written as another op (a later state folded into its place). */
+  const replaced = new Map<number, Op>();
+  const opAt = (index: number): Op => replaced.get(index) ?? ops[index]!;
   const cancelledMessages = new Set<number>();
-  /** clientId → messageId → [index of outgoingAdded, indices of its outgoingChanged…]. */
+  /** clientId → messageId → [index of outgoingAdded, indices of its later changes or re-additions…]. */
   const openOutgoing = new Map<string, Map<number, number[]>>();
-  /** clientId → packetId → incomingAdded. */
+  /** clientId → packetId → incomingAdded (its index, the message it now holds). */
   const openIncoming = new Map<string, Map<number, { index: number; messageId: number }>>();
+  /** Messages whose content is recorded in this batch (before the op at hand). */
+  const newContent = new Set<number>();
   for (let index = 0; index < ops.length; index++) {
     const op = ops[index]!;
     switch (op.kind) {
+      case 'messageAdded':
+        newContent.add(op.message.messageId);
+        break;
       case 'outgoingAdded': {
         let byMessage = openOutgoing.get(op.clientId);
         if (byMessage === undefined) {
           byMessage = new Map();
           openOutgoing.set(op.clientId, byMessage);
         }
-        byMessage.set(op.messageId, [index]);
+        const open = byMessage.get(op.messageId);
+        // Added again in the batch: keeps the first one's place, like a change (an upsert).
+        if (open === undefined) byMessage.set(op.messageId, [index]);
+        else open.push(index);
         break;
       }
       case 'outgoingChanged':
@@ -1089,7 +1199,10 @@ export function compactBatch(ops: readonly Op[]): readonly Op[] {
         const open = byMessage?.get(op.messageId);
         if (open === undefined) break;
         for (const i of open) drop(i);
-        drop(index);
+        // The removal stays if the row may have existed before the batch (an addition again of a
+        // delivery). It cannot if the content is new in this batch: content is recorded once, before
+        // anything refers to it [Store contract] — the common case, which then writes nothing.
+        if (newContent.has(op.messageId)) drop(index);
         cancelledMessages.add(op.messageId);
         byMessage!.delete(op.messageId);
         break;
@@ -1100,15 +1213,24 @@ export function compactBatch(ops: readonly Op[]): readonly Op[] {
           byPacket = new Map();
           openIncoming.set(op.clientId, byPacket);
         }
-        byPacket.set(op.packetId, { index, messageId: op.messageId });
+        const open = byPacket.get(op.packetId);
+        if (open === undefined) {
+          byPacket.set(op.packetId, { index, messageId: op.messageId });
+        } else {
+          // The packet id taken again in the batch: one row, in the first one's place.
+          cancelledMessages.add(open.messageId);
+          replaced.set(open.index, op);
+          drop(index);
+          open.messageId = op.messageId;
+        }
         break;
       }
       case 'incomingRemoved': {
         const byPacket = openIncoming.get(op.clientId);
         const open = byPacket?.get(op.packetId);
         if (open === undefined) break;
+        // The removal stays: the packet id may have been held before the batch (a replacement).
         drop(open.index);
-        drop(index);
         cancelledMessages.add(open.messageId);
         byPacket!.delete(op.packetId);
         break;
@@ -1124,22 +1246,25 @@ export function compactBatch(ops: readonly Op[]): readonly Op[] {
     }
   }
   // Deliveries still open: their changes fold into the addition (same row, same seq, last state).
-  const lastState = new Map<number, RowDelivery>();
   for (const byMessage of openOutgoing.values()) {
     for (const indices of byMessage.values()) {
       if (indices.length < 2) continue;
-      const last = ops[indices[indices.length - 1]!] as Extract<Op, { kind: 'outgoingChanged' }>;
-      lastState.set(indices[0]!, last.delivery);
+      const first = ops[indices[0]!] as Extract<Op, { kind: 'outgoingAdded' }>;
+      const last = ops[indices[indices.length - 1]!] as Extract<
+        Op,
+        { kind: 'outgoingChanged' | 'outgoingAdded' }
+      >;
+      replaced.set(indices[0]!, { ...first, delivery: last.delivery });
       for (let i = 1; i < indices.length; i++) drop(indices[i]!);
     }
   }
-  if (droppedCount === 0) return ops;
+  if (!changed) return ops;
   // A message's content stays if anything left in the batch may refer to it.
   const stillReferenced = new Set<number>();
   if (cancelledMessages.size > 0) {
     for (let index = 0; index < ops.length; index++) {
       if (dropped[index] === 1) continue;
-      const op = ops[index]!;
+      const op = opAt(index);
       if (op.kind === 'outgoingAdded' || op.kind === 'outgoingChanged' || op.kind === 'incomingAdded') {
         stillReferenced.add(op.messageId);
       } else if (op.kind === 'retainedSet') {
@@ -1153,16 +1278,10 @@ export function compactBatch(ops: readonly Op[]): readonly Op[] {
   const result: Op[] = [];
   for (let index = 0; index < ops.length; index++) {
     if (dropped[index] === 1) continue;
-    const op = ops[index]!;
+    const op = opAt(index);
     if (op.kind === 'messageAdded') {
       const id = op.message.messageId;
       if (cancelledMessages.has(id) && !stillReferenced.has(id)) continue;
-    } else if (op.kind === 'outgoingAdded') {
-      const delivery = lastState.get(index);
-      if (delivery !== undefined) {
-        result.push({ ...op, delivery });
-        continue;
-      }
     }
     result.push(op);
   }
