@@ -1149,10 +1149,15 @@ function prepare(db: Database.Database) {
 /**
  * Drops from a batch what cancels out before it is committed: a delivery (or an incoming QoS 2
  * record) added and removed again within the batch — the common case of an online persistent
- * subscriber that acknowledges within one commit interval — and the content of a message that then
- * nothing in the batch refers to any more. A delivery added and changed (sent, PUBREC received…) but
- * not removed within the batch is written once, by its addition carrying its last state. The result
- * commits the same end state with fewer writes. Nothing spans a session's removal or replacement.
+ * subscriber that acknowledges within one group commit — and the content of a message that then
+ * nothing in the batch refers to any more. The removal itself stays unless the row cannot have existed
+ * before the batch (a delivery of content recorded in this batch: content is recorded once, before
+ * anything refers to it [Store contract]); an incoming record's removal always stays (its packet id
+ * may have been held before). A delivery added and changed (sent, PUBREC received…) but not removed
+ * within the batch is written once, by its addition carrying its last state; a delivery added again,
+ * or a packet id taken again, is one row in the place of the first. The result commits the same end
+ * state with fewer writes (a property test checks it against core's MemoryStore). Nothing spans a
+ * session's removal or replacement.
  */
 /** @internal Exported for its tests. */
 export function compactBatch(ops: readonly Op[]): readonly Op[] {
