@@ -1,5 +1,5 @@
 // Acknowledged QoS 1 messages per second into an offline persistent session, through a core Broker
-// over in-memory connections: SqliteStore (temp dir, WAL, synchronous = FULL) against core's
+// over in-memory connections: SqliteStore (temp dir, WAL, fdatasync before each acknowledgement) against core's
 // MemoryStore, interleaved in the same process, median of 3. Prints a markdown table; asserts nothing.
 //
 //   pnpm --filter @broker/persistence bench

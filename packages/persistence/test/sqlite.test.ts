@@ -1,6 +1,14 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { fdatasync, fstatSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Broker, ManualClock } from '@broker/core';
+import {
+  Broker,
+  ManualClock,
+  MemoryStore,
+  type Store,
+  type StoreContents,
+  type StoredDelivery,
+  type StoredMessage,
+} from '@broker/core';
 import { isPersistenceError, type PersistenceError } from '@broker/persistence';
 import {
   compactBatch,
@@ -9,6 +17,7 @@ import {
   SqliteStore,
 } from '@broker/persistence/sqlite';
 import { MiniClient } from '@broker/persistence/testing';
+import { fc, it as fcIt } from '@fast-check/vitest';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { removeDir, tempDir } from './helpers/temp-dir.js';
@@ -224,6 +233,36 @@ describe('SqliteStore commits', () => {
     expect(count('outgoing')).toBe(200);
   });
 
+  it('writes long runs of deliveries and removals (several multi-row statements) in order, for interleaved sessions', async () => {
+    const store = open();
+    const n = 150; // more than two statements' worth of rows
+    for (let id = 1; id <= n; id++) {
+      store.messageAdded({
+        messageId: id,
+        topic: `t/${id}`,
+        payload: new Uint8Array([id & 0xff]),
+        qos: 1,
+        retain: false,
+      });
+      for (const client of ['x', 'y'])
+        store.outgoingAdded(client, id, { qos: 1, retain: false, packetId: id, state: 2, dup: id % 2 === 0 });
+    }
+    await store.flush();
+    for (let id = 1; id <= n; id += 2) store.outgoingRemoved('x', id);
+    for (let id = 1; id <= n; id += 3) store.outgoingRemoved('y', id);
+    await store.close();
+    const sessions = open().load().sessions;
+    const ids = (clientId: string) =>
+      sessions.find((s) => s.clientId === clientId)!.outgoingMessages.map((m) => m.messageId);
+    const all = Array.from({ length: n }, (_, i) => i + 1);
+    expect(ids('x')).toEqual(all.filter((id) => id % 2 === 0));
+    expect(ids('y')).toEqual(all.filter((id) => id % 3 !== 1));
+    const m = sessions.find((s) => s.clientId === 'y')!.outgoingMessages.at(-1)!;
+    expect([m.topic, [...m.payload], m.packetId, m.dup]).toEqual([`t/${n}`, [n & 0xff], n, true]);
+    // Content only 'y' still refers to stays; content neither refers to is gone.
+    expect(count('messages')).toBe(all.filter((id) => id % 2 === 0 || id % 3 !== 1).length);
+  });
+
   it('with commitIntervalMs, groups the records of several turns', async () => {
     const store = open({ commitIntervalMs: 30 });
     store.sessionCreated('a');
@@ -304,7 +343,7 @@ describe('batch compaction', () => {
   const delivery = { qos: 1, retain: 0, packetId: 1, state: 2, dup: 0 };
   const kinds = (ops: readonly unknown[]) => ops.map((op) => (op as { kind: string }).kind);
 
-  it('cancels a delivery added, changed and removed in the batch, and its unreferenced content', () => {
+  it('cancels a delivery added, changed and removed in the batch, and its content new in the batch', () => {
     const ops = [
       message(7),
       { kind: 'outgoingAdded', clientId: 'a', messageId: 7, delivery },
@@ -312,6 +351,14 @@ describe('batch compaction', () => {
       { kind: 'outgoingRemoved', clientId: 'a', messageId: 7 },
     ];
     expect(compactBatch(ops as never)).toEqual([]);
+  });
+
+  it('keeps the removal of a delivery added and removed in the batch when its content is older (the row may predate the batch)', () => {
+    const ops = [
+      { kind: 'outgoingAdded', clientId: 'a', messageId: 7, delivery },
+      { kind: 'outgoingRemoved', clientId: 'a', messageId: 7 },
+    ];
+    expect(compactBatch(ops as never)).toEqual([ops[1]]);
   });
 
   it('keeps the content while another delivery in the batch refers to it', () => {
@@ -339,12 +386,465 @@ describe('batch compaction', () => {
     ]);
   });
 
-  it('cancels an incoming QoS 2 record held and released within the batch', () => {
+  it('folds the changes of a delivery still open at the end of the batch into its addition (last state), keeping the order', () => {
+    const sent = { ...delivery, state: 3 };
+    const pubrecReceived = { ...delivery, state: 4 };
+    const ops = [
+      message(7),
+      { kind: 'outgoingAdded', clientId: 'a', messageId: 7, delivery: { ...delivery, state: 1 } },
+      message(8),
+      { kind: 'outgoingAdded', clientId: 'a', messageId: 8, delivery: { ...delivery, state: 1 } },
+      { kind: 'outgoingChanged', clientId: 'a', messageId: 7, delivery: sent },
+      { kind: 'outgoingChanged', clientId: 'a', messageId: 7, delivery: pubrecReceived },
+      { kind: 'outgoingChanged', clientId: 'b', messageId: 9, delivery: sent }, // added in an earlier batch
+    ];
+    expect(compactBatch(ops as never)).toEqual([
+      ops[0],
+      { kind: 'outgoingAdded', clientId: 'a', messageId: 7, delivery: pubrecReceived },
+      ops[2],
+      ops[3],
+      ops[6],
+    ]);
+  });
+
+  it('drops an incoming QoS 2 record held and released within the batch, keeping only the removal', () => {
     const ops = [
       message(9),
       { kind: 'incomingAdded', clientId: 'a', messageId: 9, packetId: 4, state: 8, dup: 0 },
       { kind: 'incomingRemoved', clientId: 'a', packetId: 4 },
     ];
-    expect(compactBatch(ops as never)).toEqual([]);
+    expect(compactBatch(ops as never)).toEqual([ops[2]]);
   });
+
+  it('a delivery re-added, or a packet id taken again, and removed in a later batch leaves no row and no content (found by the property test below)', async () => {
+    const store = open();
+    const content = (messageId: number) => ({
+      messageId,
+      topic: 't',
+      payload: new Uint8Array([messageId]),
+      qos: 2 as const,
+      retain: false,
+    });
+    const d = { qos: 2 as const, retain: false, packetId: 5, state: 3 as const, dup: false };
+    store.sessionCreated('a');
+    store.messageAdded(content(1));
+    store.outgoingAdded('a', 1, d);
+    store.messageAdded(content(2));
+    store.incomingAdded('a', 2, 4, 8, false);
+    await store.flush();
+    store.outgoingAdded('a', 1, { ...d, dup: true }); // again: an upsert of the row committed above
+    store.outgoingRemoved('a', 1);
+    store.messageAdded(content(3));
+    store.incomingAdded('a', 3, 4, 8, false); // packet id 4 now holds message 3
+    store.incomingRemoved('a', 4);
+    await store.close();
+    const [session] = open().load().sessions;
+    expect([session!.outgoingMessages, session!.incomingMessages]).toEqual([[], []]);
+    expect(count('messages')).toBe(0);
+  });
+});
+
+/**
+ * A `syncFile` for tests that runs the real fdatasync on the store's descriptor but holds its
+ * completion until the test releases it (or fails it), so the order of events is observable without
+ * timing. `started` resolves when the store starts the n-th sync.
+ */
+function heldSyncs() {
+  const calls: Array<{ fd: number; release: (error?: NodeJS.ErrnoException) => void }> = [];
+  const waiters = new Map<number, () => void>();
+  const counts = { inFlight: 0, maxInFlight: 0 };
+  const syncFile = (fd: number, callback: (error: NodeJS.ErrnoException | null) => void): void => {
+    counts.inFlight++;
+    counts.maxInFlight = Math.max(counts.maxInFlight, counts.inFlight);
+    fdatasync(fd, (error) => {
+      calls.push({
+        fd,
+        release: (injected) => {
+          counts.inFlight--;
+          callback(injected ?? error);
+        },
+      });
+      waiters.get(calls.length)?.();
+    });
+  };
+  const started = (n: number): Promise<void> =>
+    calls.length >= n ? Promise.resolve() : new Promise((resolve) => waiters.set(n, resolve));
+  return { syncFile, calls, started, counts };
+}
+
+function track(promise: Promise<void>): { state: 'pending' | 'resolved' | 'rejected' } {
+  const result = { state: 'pending' as 'pending' | 'resolved' | 'rejected' };
+  promise.then(
+    () => {
+      result.state = 'resolved';
+    },
+    () => {
+      result.state = 'rejected';
+    },
+  );
+  return result;
+}
+
+const eio = () => Object.assign(new Error('EIO: i/o error, fdatasync (simulated)'), { code: 'EIO' });
+
+describe('SqliteStore durability (pipelined group commit)', () => {
+  it('syncs the -wal file SQLite writes (the same inode, still linked) across checkpoints that restart it', async () => {
+    const syncs = heldSyncs();
+    const store = open({ syncFile: syncs.syncFile });
+    expect(store.syncs).toBe(0);
+    store.sessionCreated('s');
+    // Enough content to pass the autocheckpoint threshold (1000 pages) several times: SQLite then
+    // restarts the WAL from its start; it must stay the file our descriptor points at.
+    const payload = new Uint8Array(16 * 1024);
+    for (let round = 1; round <= 4; round++) {
+      for (let i = 0; i < 100; i++) {
+        const id = round * 1000 + i;
+        store.messageAdded({ messageId: id, topic: 't', payload, qos: 1, retain: false });
+        store.outgoingAdded('s', id, { qos: 1, retain: false, packetId: -1, state: 1, dup: false });
+      }
+      const flushed = store.flush();
+      await syncs.started(round);
+      const { fd, release } = syncs.calls[round - 1]!;
+      expect(fstatSync(fd).ino).toBe(statSync(join(dataDir, 'broker.sqlite-wal')).ino);
+      expect(fstatSync(fd).nlink).toBe(1);
+      release();
+      await flushed;
+    }
+    expect(store.syncs).toBe(4);
+    expect(count('outgoing')).toBe(400);
+    // A checkpoint did run (the main file only grows by one) and the WAL was reused, not appended to.
+    expect(statSync(join(dataDir, 'broker.sqlite')).size).toBeGreaterThan(4 * 1024 * 1024);
+    expect(statSync(join(dataDir, 'broker.sqlite-wal')).size).toBeLessThan(400 * 16 * 1024);
+  });
+
+  it('starts the sync only after the commit is written: in the sync, another connection sees the batch', async () => {
+    let seen: number | undefined;
+    const store = open({
+      syncFile: (fd, callback) => {
+        seen = count('sessions');
+        fdatasync(fd, callback);
+      },
+    });
+    store.sessionCreated('a');
+    store.sessionCreated('b');
+    await store.flush();
+    expect(seen).toBe(2);
+    expect(store.syncs).toBe(1);
+  });
+
+  it('a flush recorded while a sync is in flight resolves only after the next sync, which covers its batch', async () => {
+    const syncs = heldSyncs();
+    const store = open({ syncFile: syncs.syncFile });
+    store.sessionCreated('a');
+    const first = track(store.flush());
+    await syncs.started(1);
+    // The first batch is committed and its sync in flight; the next records wait for it.
+    store.sessionCreated('b');
+    const secondPromise = store.flush();
+    const second = track(secondPromise);
+    store.sessionCreated('c');
+    expect(store.flush()).toBe(secondPromise);
+    await settle();
+    expect([first.state, second.state, store.commits, count('sessions')]).toEqual([
+      'pending',
+      'pending',
+      1,
+      1,
+    ]);
+    syncs.calls[0]!.release();
+    await syncs.started(2); // the completion commits b and c in one transaction and syncs them
+    expect([first.state, second.state, store.commits, count('sessions')]).toEqual([
+      'resolved',
+      'pending',
+      2,
+      3,
+    ]);
+    await settle();
+    expect(second.state).toBe('pending');
+    syncs.calls[1]!.release();
+    await secondPromise;
+    expect(store.syncs).toBe(2);
+    expect(syncs.counts.maxInFlight).toBe(1);
+  });
+
+  it('a failed sync rejects the flushes it covers and every later one with PERSIST_WRITE_FAILED, and reports once', async () => {
+    const syncs = heldSyncs();
+    const errors: PersistenceError[] = [];
+    const store = open({ syncFile: syncs.syncFile, onError: (e) => errors.push(e) });
+    store.sessionCreated('a');
+    const first = store.flush();
+    await syncs.started(1);
+    store.sessionCreated('b');
+    const waitingBehind = store.flush();
+    syncs.calls[0]!.release(eio());
+    await expect(first).rejects.toMatchObject({ code: 'PERSIST_WRITE_FAILED' });
+    await expect(first).rejects.toThrow(/fsync of the WAL failed.*EIO/);
+    await expect(waitingBehind).rejects.toMatchObject({ code: 'PERSIST_WRITE_FAILED' });
+    store.sessionCreated('later');
+    await expect(store.flush()).rejects.toMatchObject({ code: 'PERSIST_WRITE_FAILED' });
+    expect(errors.map((e) => e.code)).toEqual(['PERSIST_WRITE_FAILED']);
+    expect(store.failed?.code).toBe('PERSIST_WRITE_FAILED');
+    expect(syncs.calls).toHaveLength(1); // no retry after a failed fsync
+  });
+
+  it('through a broker: a failed sync means no PUBACK and the publisher is closed (CORE_STORE_FAILED)', async () => {
+    let failSyncs = false;
+    const store = open({
+      syncFile: (fd, callback) => (failSyncs ? callback(eio()) : fdatasync(fd, callback)),
+    });
+    const broker = new Broker({ store, clock: new ManualClock(0) });
+    const codes: string[] = [];
+    broker.on('error', (e) => codes.push(e.code));
+    await broker.restore();
+    new MiniClient(broker, 'sub', { cleanSession: false }).subscribe('t', 1).drop();
+    await store.flush();
+    failSyncs = true;
+    const pub = new MiniClient(broker, 'pub');
+    pub.publish('t', 'committed but not synced', 1, { packetId: 1 });
+    await store.flush().catch(() => {});
+    await settle();
+    expect(pub.take()).toEqual([]);
+    expect(pub.peer.isClosed).toBe(true);
+    expect(codes).toContain('CORE_STORE_FAILED');
+  });
+
+  it('close() waits for the sync in flight, then commits and syncs what is pending, then closes', async () => {
+    const syncs = heldSyncs();
+    const store = open({ syncFile: syncs.syncFile });
+    store.sessionCreated('a');
+    const first = track(store.flush());
+    await syncs.started(1);
+    store.sessionCreated('b');
+    const pendingFlush = track(store.flush());
+    const closedPromise = store.close();
+    const closed = track(closedPromise);
+    await settle();
+    expect([first.state, pendingFlush.state, closed.state]).toEqual(['pending', 'pending', 'pending']);
+    syncs.calls[0]!.release();
+    await syncs.started(2); // the final sync, covering b
+    expect([first.state, pendingFlush.state, closed.state]).toEqual(['resolved', 'pending', 'pending']);
+    syncs.calls[1]!.release();
+    await closedPromise;
+    expect(pendingFlush.state).toBe('resolved');
+    expect(store.syncs).toBe(2);
+    expect(syncs.counts.maxInFlight).toBe(1); // the final sync did not start before the first completed
+    expect(
+      open()
+        .load()
+        .sessions.map((s) => s.clientId),
+    ).toEqual(['a', 'b']);
+  });
+
+  it('close() rejects with PERSIST_WRITE_FAILED when the final sync fails', async () => {
+    const store = open({ syncFile: (_fd, callback) => callback(eio()) });
+    store.sessionCreated('a');
+    await expect(store.close()).rejects.toMatchObject({ code: 'PERSIST_WRITE_FAILED' });
+  });
+
+  it("durability 'os' resolves flush after the commit without any sync of the WAL", async () => {
+    const store = open({
+      durability: 'os',
+      syncFile: () => {
+        throw new Error('no sync expected');
+      },
+    });
+    store.sessionCreated('a');
+    await store.flush();
+    await store.close();
+    expect(store.syncs).toBe(0);
+    expect(count('sessions')).toBe(1);
+  });
+});
+
+describe('SqliteStore against MemoryStore (random record sequences, random batch boundaries)', () => {
+  type Cmd =
+    | { kind: 'message' }
+    | { kind: 'outAdd'; client: number; pick: number; state: number; qos: 1 | 2 }
+    | { kind: 'outChange'; client: number; pick: number; state: number; dup: boolean }
+    | { kind: 'outRemove'; client: number; pick: number }
+    | { kind: 'inAdd'; client: number; pick: number; packetId: number }
+    | { kind: 'inRemove'; client: number; packetId: number }
+    | { kind: 'retain'; pick: number }
+    | { kind: 'sessionRemoved'; client: number }
+    | { kind: 'flush' };
+  const client = fc.integer({ min: 0, max: 1 });
+  const pick = fc.nat(20);
+  const weighted = <T>(weight: number, arbitrary: fc.Arbitrary<T>) => ({ weight, arbitrary });
+  const cmd: fc.Arbitrary<Cmd> = fc.oneof(
+    weighted(3, fc.constant({ kind: 'message' as const })),
+    weighted(
+      3,
+      fc.record({
+        kind: fc.constant('outAdd' as const),
+        client,
+        pick,
+        state: fc.integer({ min: 1, max: 3 }),
+        qos: fc.constantFrom(1 as const, 2 as const),
+      }),
+    ),
+    weighted(
+      4,
+      fc.record({
+        kind: fc.constant('outChange' as const),
+        client,
+        pick,
+        state: fc.integer({ min: 2, max: 5 }),
+        dup: fc.boolean(),
+      }),
+    ),
+    weighted(2, fc.record({ kind: fc.constant('outRemove' as const), client, pick })),
+    weighted(
+      1,
+      fc.record({
+        kind: fc.constant('inAdd' as const),
+        client,
+        pick,
+        packetId: fc.integer({ min: 1, max: 3 }),
+      }),
+    ),
+    weighted(
+      1,
+      fc.record({ kind: fc.constant('inRemove' as const), client, packetId: fc.integer({ min: 1, max: 3 }) }),
+    ),
+    weighted(1, fc.record({ kind: fc.constant('retain' as const), pick })),
+    weighted(1, fc.record({ kind: fc.constant('sessionRemoved' as const), client })),
+    weighted(2, fc.constant({ kind: 'flush' as const })),
+  );
+
+  fcIt.prop([fc.array(cmd, { minLength: 10, maxLength: 80, size: 'max' })], { numRuns: 150 })(
+    'load() after close and reopen gives what MemoryStore gives for the same records (compaction and folding change nothing)',
+    async (cmds) => {
+      const stores: Store[] = [new MemoryStore(), open({ durability: 'os' })];
+      const clients = ['a', 'b'];
+      // Model, to keep to the Store contract: ids are added once; a message nothing refers to any
+      // more is gone for good.
+      const alive: number[] = [];
+      const refs = new Map<number, number>();
+      const outgoing = clients.map(() => new Set<number>());
+      const incoming = clients.map(() => new Map<number, number>());
+      const retained = new Map<string, number>();
+      let nextId = 1;
+      const ref = (id: number, n: number) => {
+        const count = (refs.get(id) ?? 0) + n;
+        refs.set(id, count);
+        if (count === 0) alive.splice(alive.indexOf(id), 1);
+      };
+      const all = (f: (s: Store) => void) => {
+        for (const s of stores) f(s);
+      };
+      for (const c of clients) all((s) => s.sessionCreated(c));
+      for (const c of cmds) {
+        const id = alive.length > 0 && 'pick' in c ? alive[c.pick % alive.length]! : undefined;
+        switch (c.kind) {
+          case 'message': {
+            const m = nextId++;
+            alive.push(m);
+            const message = {
+              messageId: m,
+              topic: `t/${m % 2}`,
+              payload: new Uint8Array([m]),
+              qos: 2,
+              retain: false,
+            };
+            all((s) => s.messageAdded(message as StoredMessage));
+            break;
+          }
+          case 'outAdd': {
+            const out = outgoing[c.client]!;
+            if (id === undefined || out.has(id)) break;
+            out.add(id);
+            ref(id, 1);
+            const d = {
+              qos: c.qos,
+              retain: false,
+              packetId: c.state === 1 ? -1 : id,
+              state: c.state,
+              dup: false,
+            };
+            all((s) => s.outgoingAdded(clients[c.client]!, id, d as StoredDelivery));
+            break;
+          }
+          case 'outChange': {
+            const own = [...outgoing[c.client]!];
+            const id = own[c.pick % Math.max(own.length, 1)];
+            if (id === undefined) break;
+            const d = { qos: 2, retain: false, packetId: id, state: c.state, dup: c.dup };
+            all((s) => s.outgoingChanged(clients[c.client]!, id, d as StoredDelivery));
+            break;
+          }
+          case 'outRemove': {
+            const own = [...outgoing[c.client]!];
+            const id = own[c.pick % Math.max(own.length, 1)];
+            if (id === undefined) break;
+            outgoing[c.client]!.delete(id);
+            all((s) => s.outgoingRemoved(clients[c.client]!, id));
+            ref(id, -1);
+            break;
+          }
+          case 'inAdd': {
+            const inc = incoming[c.client]!;
+            const replaced = inc.get(c.packetId);
+            if (id === undefined || replaced === id) break;
+            inc.set(c.packetId, id);
+            ref(id, 1);
+            all((s) => s.incomingAdded(clients[c.client]!, id, c.packetId, 8, false));
+            // The packet id held for another message: that one is released (as a new PUBLISH
+            // reusing the id after its PUBREL was lost would).
+            if (replaced !== undefined) ref(replaced, -1);
+            break;
+          }
+          case 'inRemove': {
+            const held = incoming[c.client]!.get(c.packetId);
+            if (held === undefined) break;
+            incoming[c.client]!.delete(c.packetId);
+            all((s) => s.incomingRemoved(clients[c.client]!, c.packetId));
+            ref(held, -1);
+            break;
+          }
+          case 'retain': {
+            // Its own content (a retained message is not referred to by the deliveries here).
+            const m = nextId++;
+            const topic = `r/${c.pick % 2}`;
+            const message = { messageId: m, topic, payload: new Uint8Array([m]), qos: 1, retain: true };
+            all((s) => s.retainedSet(message as StoredMessage));
+            retained.set(topic, m);
+            break;
+          }
+          case 'sessionRemoved': {
+            const i = c.client;
+            all((s) => s.sessionRemoved(clients[i]!));
+            for (const m of outgoing[i]!) ref(m, -1);
+            for (const m of incoming[i]!.values()) ref(m, -1);
+            outgoing[i]!.clear();
+            incoming[i]!.clear();
+            all((s) => s.sessionCreated(clients[i]!));
+            break;
+          }
+          case 'flush':
+            await Promise.all(stores.map((s) => s.flush()));
+            break;
+        }
+      }
+      const [memory, sqlite] = stores as [MemoryStore, SqliteStore];
+      await memory.flush();
+      await sqlite.close();
+      const reopened = open({ durability: 'os' });
+      const sorted = (contents: StoreContents) => ({
+        retained: contents.retained,
+        sessions: [...contents.sessions].sort((x, y) => x.clientId.localeCompare(y.clientId)),
+      });
+      expect(sorted(reopened.load())).toEqual(sorted(memory.load()));
+      // Exactly the content something refers to is kept.
+      const referenced = [...refs].filter(([, n]) => n > 0).map(([m]) => m);
+      const stored = inspect((db) => db.prepare('SELECT message_id FROM messages').all()) as Array<{
+        message_id: number;
+      }>;
+      expect(stored.map((row) => row.message_id).sort((x, y) => x - y)).toEqual(
+        [...referenced, ...retained.values()].sort((x, y) => x - y),
+      );
+      await reopened.close();
+      removeDir(dataDir);
+      dataDir = tempDir();
+    },
+  );
 });

@@ -55,8 +55,13 @@ export const CONFORMANCE_TESTS = {
 const text = new TextDecoder();
 const bytes = (value: string) => new TextEncoder().encode(value);
 
-/** Lets commits (a macrotask) and the acknowledgements waiting for them run. */
-async function settle(): Promise<void> {
+/**
+ * Lets commits and the acknowledgements waiting for them run: waits for the store's commit of what is
+ * recorded so far (a real store's is I/O, not a fixed number of event-loop turns; a failure shows in
+ * the test's own expectations), then for a few turns.
+ */
+async function settle(store: Store): Promise<void> {
+  await store.flush().catch(() => {});
   for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
@@ -160,7 +165,7 @@ export function runStoreConformance(
       const sent = on.takePublishes();
       expect(sent.map((p) => p.payload)).toEqual(['one', 'two', 'three']);
       on.pubrec(sent[2]!.packetId!); // state 5 (PUBREL sent, waiting for PUBCOMP)
-      await settle();
+      await settle(current.store);
       expect(pub.take().map((p) => p.type)).toEqual(['puback', 'pubrec', 'pubrec', 'puback', 'puback']);
       expect(inbound.take()).toEqual([{ type: 'pubrec', packetId: 7 }]);
 
@@ -375,7 +380,7 @@ export function runStoreConformance(
             back.pubcomp(p.packetId);
           }
         }
-        await settle();
+        await settle(store);
       }
       expect(seen.filter((s) => s.startsWith('m'))).toEqual([
         'm3',
@@ -397,7 +402,7 @@ export function runStoreConformance(
       new MiniClient(broker, 'watch', { cleanSession: false }).subscribe('once/#', 2).drop();
       const sender = new MiniClient(broker, 'sender', { cleanSession: false });
       sender.publish('once/1', 'exactly once', 2, { packetId: 42 });
-      await settle();
+      await settle(current.store);
       expect(sender.take()).toEqual([{ type: 'pubrec', packetId: 42 }]);
       sender.drop(); // the PUBREL never made it
       const { store } = await restart(broker);
@@ -406,9 +411,9 @@ export function runStoreConformance(
       const again = new MiniClient(second, 'sender', { cleanSession: false });
       // [MQTT-4.3.3-2] the re-sent PUBLISH (same packet id) is answered with PUBREC, not delivered again.
       again.peer.write(encodePublish('once/1', bytes('exactly once'), 2, 42, false, true));
-      await settle();
+      await settle(store);
       again.pubrel(42);
-      await settle();
+      await settle(store);
       expect(again.take()).toEqual([
         { type: 'pubrec', packetId: 42 },
         { type: 'pubcomp', packetId: 42 },
@@ -443,7 +448,7 @@ export function runStoreConformance(
       new MiniClient(broker, 'p').publish('keep/r', 'retained', 1, { packetId: 1, retain: true });
       const [delivery] = early.takePublishes();
       early.puback(delivery!.packetId!); // its only session reference is done
-      await settle();
+      await settle(current.store);
       const late = new MiniClient(broker, 'late', { cleanSession: false });
       late.subscribe('keep/#', 1);
       expect(late.takePublishes().map((p) => p.payload)).toEqual(['retained']);
