@@ -455,8 +455,9 @@ export class SqliteStore implements Store {
     const copy: SessionSnapshot = {
       clientId: snapshot.clientId,
       subscriptions: snapshot.subscriptions.map((x) => ({ ...x })),
-      incomingMessages: snapshot.incomingMessages.map((m) => ({ ...m, payload: m.payload.slice() })),
-      outgoingMessages: snapshot.outgoingMessages.map((m) => ({ ...m, payload: m.payload.slice() })),
+      // Copies (new Uint8Array(x) copies; a Buffer's slice() would only view the caller's bytes).
+      incomingMessages: snapshot.incomingMessages.map((m) => ({ ...m, payload: new Uint8Array(m.payload) })),
+      outgoingMessages: snapshot.outgoingMessages.map((m) => ({ ...m, payload: new Uint8Array(m.payload) })),
     };
     this.record({ kind: 'sessionReplaced', snapshot: copy });
   }
