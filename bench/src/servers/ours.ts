@@ -38,6 +38,12 @@ let stopping = false;
 const stop = (): void => {
   if (stopping) return;
   stopping = true;
+  // For diagnosis runs (BENCH_BROKER_OUTPUT): what flow control and the limits did during the run.
+  const c = broker.core.counters;
+  process.stderr.write(
+    `counters: received ${c.messagesReceived} sent ${c.messagesSent} dropped ${c.messagesDropped} ` +
+      `publisherHolds ${c.publisherHolds} slowConsumers ${c.slowConsumers}\n`,
+  );
   const timer = setTimeout(() => process.exit(0), 3000);
   broker
     .shutdown()
