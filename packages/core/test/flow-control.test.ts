@@ -184,4 +184,27 @@ describe('publisher flow control', () => {
     await new Promise((resolve) => setImmediate(resolve));
     expect(pub.takeType('puback').length).toBeGreaterThan(0);
   });
+
+  it('[MQTT-3.1.2-24] a held publisher is not disconnected for keep-alive: its silence is the broker not reading; the keep-alive counts from the release', () => {
+    const { broker, clock } = makeBroker({
+      limits: { flowControlBytes: 1000, flowControlMaxHoldMs: 60_000, sweepIntervalMs: 1000 },
+    });
+    const sub = new TestClient(broker, { highWaterMarkBytes: 300 }).connect({ clientId: 'sub' });
+    sub.subscribe('t', 1);
+    sub.take();
+    const pub = connected(broker, 'pub', { keepaliveSeconds: 1 });
+    sub.peer.stopReading();
+    publishMany(pub, 'm', 40);
+    expect(broker.counters.publisherHolds).toBe(1);
+    pub.send({ type: 'pingreq' }); // waits unread while held
+    clock.advance(5000);
+    expect(pub.closed).toBe(false);
+    drainSubscriber(sub);
+    expect(pub.takeType('pingresp')).toHaveLength(1);
+    // Released: the keep-alive applies again, from the release.
+    clock.advance(1000);
+    expect(pub.closed).toBe(false);
+    clock.advance(1000);
+    expect(pub.closed).toBe(true);
+  });
 });

@@ -462,8 +462,13 @@ export class Broker {
         }
         continue;
       }
-      // [MQTT-3.1.2-24] silent for one and a half times the keep-alive: disconnect.
-      if (client.keepaliveSeconds > 0 && now - client.lastReceivedAtMs > client.keepaliveSeconds * 1500) {
+      // [MQTT-3.1.2-24] silent for one and a half times the keep-alive: disconnect. Not while held by
+      // flow control: then the broker is not reading what it sends.
+      if (
+        client.keepaliveSeconds > 0 &&
+        now - client.lastReceivedAtMs > client.keepaliveSeconds * 1500 &&
+        !client.isHeld
+      ) {
         this.timeout(
           client,
           'CORE_KEEPALIVE_TIMEOUT',

@@ -217,9 +217,18 @@ export class Client implements ConnectionHandler {
 
   /** One subscriber's hold ends; reading resumes once none is left and no decision is pending. */
   unhold(): void {
-    if (--this.holdCount > 0 || this.state === 'closed' || this.isBusy) return;
+    if (--this.holdCount > 0 || this.state === 'closed') return;
+    // Its silence while held was the broker's doing: its keep-alive counts from the release.
+    const now = this.broker.clock.now();
+    if (this.lastReceivedAtMs < now) this.lastReceivedAtMs = now;
+    if (this.isBusy) return;
     this.connection.resume();
     this.processPackets();
+  }
+
+  /** Held by publisher flow control: nothing is read from it. */
+  get isHeld(): boolean {
+    return this.holdCount > 0;
   }
 
   private malformed(error: CodecError): void {
