@@ -15,7 +15,9 @@ async function openSqliteStore(dataDir: string): Promise<Store> {
   const mod = (await import(pathToFileURL(path).href)) as {
     SqliteStore: { open(options: { dataDir: string }): Promise<Store> };
   };
-  return mod.SqliteStore.open({ dataDir });
+  // BENCH_OURS_STORE='{"commitIntervalMs":1}': other store options for a diagnosis run (see README).
+  const extra = JSON.parse(process.env['BENCH_OURS_STORE'] ?? '{}') as Record<string, unknown>;
+  return mod.SqliteStore.open({ ...extra, dataDir });
 }
 
 const port = Number(process.argv[2]);
