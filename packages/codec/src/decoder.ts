@@ -66,10 +66,12 @@ const PACKET_NAMES = [
  * same error (the connection must be closed).
  *
  * Zero copy: a packet that arrives whole inside one pushed chunk is decoded in place, so its
- * payload (and CONNECT's will message and password) are views of that chunk. Only a packet that
- * straddles chunks is copied, once, into a buffer of its exact size. A view keeps its whole chunk
- * alive and changes if the chunk is overwritten: copy (`copyBytes(payload)`; a Buffer's `slice()` is a view) what you keep beyond the
- * current turn, and do not reuse pushed chunks.
+ * payload (and CONNECT's will message and password) are views of that chunk. A packet that
+ * straddles chunks is copied, once, into a buffer of its exact size — except a large PUBLISH, whose
+ * payload stays in its chunks (`payloadParts`, see PARTED_PAYLOAD_MIN_BYTES). A view keeps its whole
+ * chunk alive and changes if the chunk is overwritten: copy (`copyBytes(payload)`; a Buffer's
+ * `slice()` is only another view) what you keep beyond the current turn, and do not reuse pushed
+ * chunks.
  *
  * Memory is bounded by what the peer actually sent: a packet's size is checked against
  * `maxPacketBytes` from its fixed header, and nothing is allocated for a body until all of it arrived.

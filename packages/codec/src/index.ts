@@ -13,7 +13,7 @@ export {
   type ReferenceErrorCode,
 } from './errors.js';
 export { encodeAck } from './packets/ack.js';
-export { joinParts } from './packets/publish.js';
+export { joinParts, partsLength } from './packets/publish.js';
 export { copyBytes, MAX_REMAINING_LENGTH, utf8Length } from './primitives.js';
 export {
   CONTIGUOUS_PAYLOAD_LIMIT_BYTES,

@@ -272,8 +272,9 @@ export function checkPacketId(packetId: number | undefined, what: string): numbe
 }
 
 /**
- * A copy of `bytes`, of the same kind (a Buffer stays a Buffer, a Uint8Array a Uint8Array). Not `bytes.slice()`: on a Node Buffer that is a view
- * of the same memory, so it neither protects against later changes nor frees the memory it views.
+ * A copy of `bytes`, of the same kind (a Buffer stays a Buffer, a Uint8Array a Uint8Array). Not
+ * `bytes.slice()`: on a Node Buffer that is a view of the same memory, so it neither protects against
+ * later changes nor frees the memory it views.
  */
 export function copyBytes(bytes: Uint8Array): Uint8Array {
   if (!isNodeBuffer(bytes)) return new Uint8Array(bytes);

@@ -86,8 +86,7 @@ export class PublishFrame {
     let bytes = this.contiguous;
     if (bytes === undefined) {
       bytes = allocate(this.length);
-      bytes.set(this.head);
-      copyParts(this.payloadParts, bytes, this.head.length);
+      this.copyInto(bytes, 0);
       this.contiguous = bytes;
     }
     return bytes;
@@ -100,14 +99,7 @@ export class PublishFrame {
   withPacketId(packetId: number, dup = false): Uint8Array {
     this.checkPacketId(packetId);
     const out = allocate(this.length);
-    if (!this.isSplit) {
-      // (Buffer's slice() would be a view, not a copy.)
-      out.set(this.contiguous!);
-      this.patch(out, 0, packetId, dup);
-      return out;
-    }
-    out.set(this.head);
-    copyParts(this.payloadParts, out, this.head.length);
+    this.copyInto(out, 0);
     this.patch(out, 0, packetId, dup);
     return out;
   }
@@ -140,14 +132,20 @@ export class PublishFrame {
       );
     }
     if (this.qos > 0) this.checkPacketId(packetId);
-    if (this.isSplit) {
-      target.set(this.head, offset);
-      copyParts(this.payloadParts, target, offset + this.head.length);
-    } else {
-      target.set(this.contiguous!, offset);
-    }
+    this.copyInto(target, offset);
     if (this.qos > 0) this.patch(target, offset, packetId, dup);
     return length;
+  }
+
+  /** Writes the packet as encoded (packet identifier 0) into `target` at `offset`. */
+  private copyInto(target: Uint8Array, offset: number): void {
+    const contiguous = this.contiguous;
+    if (contiguous !== undefined) {
+      target.set(contiguous, offset);
+      return;
+    }
+    target.set(this.head, offset);
+    copyParts(this.payloadParts, target, offset + this.head.length);
   }
 
   private checkPacketId(packetId: number): void {
@@ -179,8 +177,7 @@ export interface PublishFrameInput {
  * @throws CodecError CODEC_INVALID_ARGUMENT for an invalid topic or QoS.
  */
 export function encodePublishFrame(input: PublishFrameInput): PublishFrame {
-  const { topic, qos } = input;
-  let payload = input.payload;
+  const { topic, payload, qos } = input;
   if (qos !== 0 && qos !== 1 && qos !== 2) {
     throw new CodecError('CODEC_INVALID_ARGUMENT', `PUBLISH QoS must be 0, 1 or 2, got ${String(qos)}`);
   }
@@ -191,8 +188,6 @@ export function encodePublishFrame(input: PublishFrameInput): PublishFrame {
   const length = 2 + topicBytes + (qos > 0 ? 2 : 0) + payloadLength;
   const headLength = 1 + remainingLengthSize(length) + length - payloadLength;
   const isContiguous = payloadLength <= CONTIGUOUS_PAYLOAD_LIMIT_BYTES;
-  // Small parts are joined (a copy of at most the contiguous limit); large ones are kept as they are.
-  if (isContiguous && !(payload instanceof Uint8Array)) payload = joinParts(payload);
   const out = allocate(isContiguous ? headLength + payloadLength : headLength);
   out[0] = publishFirstByte(qos, input.retain, false);
   let pos = writeRemainingLength(out, 1, length);
@@ -204,6 +199,8 @@ export function encodePublishFrame(input: PublishFrameInput): PublishFrame {
     out[pos++] = 0;
   }
   if (!isContiguous) return new PublishFrame(qos, out, payload, packetIdOffset);
-  out.set(payload as Uint8Array, pos);
+  // Small parts are copied in like one buffer; large ones are kept as they are.
+  if (payload instanceof Uint8Array) out.set(payload, pos);
+  else copyParts(payload, out, pos);
   return new PublishFrame(qos, out.subarray(0, headLength), out.subarray(headLength), packetIdOffset, out);
 }

@@ -1,4 +1,11 @@
-import { copyBytes, encodePublishFrame, joinParts, type PublishFrame, type QoS } from '@broker/codec';
+import {
+  copyBytes,
+  encodePublishFrame,
+  joinParts,
+  type PublishFrame,
+  partsLength,
+  type QoS,
+} from '@broker/codec';
 
 /**
  * Message states, numbered as the reference component numbers them (ARCHITECTURE.md): 1–5 outgoing,
@@ -67,10 +74,7 @@ export class Message {
     this.id = id;
     this.topic = topic;
     this.body = payload;
-    let length = 0;
-    if (payload instanceof Uint8Array) length = payload.length;
-    else for (const part of payload) length += part.length;
-    this.payloadLength = length;
+    this.payloadLength = payload instanceof Uint8Array ? payload.length : partsLength(payload);
     this.qos = qos;
     this.retain = retain;
     this.isOwned = isOwned;

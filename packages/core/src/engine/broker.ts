@@ -957,7 +957,8 @@ export class Broker {
         this.recordDelivery(session, next, false);
       }
     }
-    if (this.flowHolds.size > 0 || this.slowConsumers.size > 0) this.releaseIfDrained(session, client);
+    if (this.flowHolds.has(session) || this.slowConsumers.has(session))
+      this.releaseIfDrained(session, client);
   }
 
   // Publisher flow control ---------------------------------------------------------------------

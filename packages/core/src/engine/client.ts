@@ -219,7 +219,7 @@ export class Client implements ConnectionHandler {
   unhold(): void {
     if (--this.holdCount > 0 || this.state === 'closed') return;
     // Its silence while held was the broker's doing: its keep-alive counts from the release.
-    const now = this.broker.clock.now();
+    const now = this.broker.nowMs();
     if (this.lastReceivedAtMs < now) this.lastReceivedAtMs = now;
     if (this.isBusy) return;
     this.connection.resume();
