@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { MqttBroker } from './mqtt-broker.js';
-import type { BrokerStats, DropReason } from './stats.js';
+import type { BrokerStats, DropReason, StatsSnapshot } from './stats.js';
 
 export interface MetricsServerOptions {
   /** 0 picks a free port; the bound one is returned. */
@@ -35,7 +35,12 @@ function createBrokerMetrics(broker: MqttBroker, stats: BrokerStats) {
   collectDefaultMetrics({ register });
   const registers = [register];
   const gauge = (name: string, help: string) => new Gauge({ name, help, registers });
-  const counter = (name: string, help: string) => new Counter({ name, help, registers });
+  // A counter following a running total of the stats, and what the total was at the previous scrape.
+  const total = (name: string, help: string, read: (s: StatsSnapshot) => number) => ({
+    counter: new Counter({ name, help, registers }),
+    read,
+    last: 0,
+  });
 
   const connected = gauge('mqtt_broker_connected_clients', 'Clients connected now.');
   const maximum = gauge(
@@ -61,18 +66,26 @@ function createBrokerMetrics(broker: MqttBroker, stats: BrokerStats) {
     registers: [],
   });
   let isStoredRegistered = false;
-  const received = counter('mqtt_broker_messages_received_total', 'PUBLISH messages received from clients.');
-  const sent = counter('mqtt_broker_messages_sent_total', 'PUBLISH messages delivered to clients.');
-  const bytesIn = counter('mqtt_broker_bytes_received_total', 'Bytes read from client connections.');
-  const bytesOut = counter('mqtt_broker_bytes_sent_total', 'Bytes written to client connections.');
-  const holds = counter(
-    'mqtt_broker_publisher_holds_total',
-    "Times a publisher was not read because a subscriber's backlog held it (flow control).",
-  );
-  const slowConsumers = counter(
-    'mqtt_broker_slow_consumers_total',
-    'Times a subscriber held publishers longer than flowControlMaxHoldMs and became a slow consumer.',
-  );
+  const totals = [
+    total(
+      'mqtt_broker_messages_received_total',
+      'PUBLISH messages received from clients.',
+      (s) => s.messagesReceived,
+    ),
+    total('mqtt_broker_messages_sent_total', 'PUBLISH messages delivered to clients.', (s) => s.messagesSent),
+    total('mqtt_broker_bytes_received_total', 'Bytes read from client connections.', (s) => s.bytesReceived),
+    total('mqtt_broker_bytes_sent_total', 'Bytes written to client connections.', (s) => s.bytesSent),
+    total(
+      'mqtt_broker_publisher_holds_total',
+      "Times a publisher was not read because a subscriber's backlog held it (flow control).",
+      (s) => s.publisherHolds,
+    ),
+    total(
+      'mqtt_broker_slow_consumers_total',
+      'Times a subscriber held publishers longer than flowControlMaxHoldMs and became a slow consumer.',
+      (s) => s.slowConsumers,
+    ),
+  ];
   const dropped = new Counter({
     name: 'mqtt_broker_messages_dropped_total',
     help: 'Messages dropped: queue-full, backpressure, filtered or not-authorized.',
@@ -80,13 +93,7 @@ function createBrokerMetrics(broker: MqttBroker, stats: BrokerStats) {
     registers,
   });
 
-  // What the counters showed at the previous scrape.
-  let lastReceived = 0;
-  let lastSent = 0;
-  let lastBytesIn = 0;
-  let lastBytesOut = 0;
-  let lastHolds = 0;
-  let lastSlowConsumers = 0;
+  // What the dropped counters showed at the previous scrape.
   const lastDropped: Record<DropReason, number> = {
     'queue-full': 0,
     backpressure: 0,
@@ -113,18 +120,11 @@ function createBrokerMetrics(broker: MqttBroker, stats: BrokerStats) {
       isStoredRegistered = true;
       stored.set(s.storedMessages);
     }
-    received.inc(s.messagesReceived - lastReceived);
-    lastReceived = s.messagesReceived;
-    sent.inc(s.messagesSent - lastSent);
-    lastSent = s.messagesSent;
-    bytesIn.inc(s.bytesReceived - lastBytesIn);
-    lastBytesIn = s.bytesReceived;
-    bytesOut.inc(s.bytesSent - lastBytesOut);
-    lastBytesOut = s.bytesSent;
-    holds.inc(s.publisherHolds - lastHolds);
-    lastHolds = s.publisherHolds;
-    slowConsumers.inc(s.slowConsumers - lastSlowConsumers);
-    lastSlowConsumers = s.slowConsumers;
+    for (const t of totals) {
+      const now = t.read(s);
+      t.counter.inc(now - t.last);
+      t.last = now;
+    }
     for (const reason of Object.keys(lastDropped) as DropReason[]) {
       const now = s.droppedByReason[reason];
       dropped.inc({ reason }, now - lastDropped[reason]);
