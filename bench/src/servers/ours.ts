@@ -46,6 +46,8 @@ const stop = (): void => {
     `counters: received ${c.messagesReceived} sent ${c.messagesSent} dropped ${c.messagesDropped} ` +
       `publisherHolds ${c.publisherHolds} slowConsumers ${c.slowConsumers}\n`,
   );
+  const s = store as { commits?: number; syncs?: number } | undefined;
+  if (s?.commits !== undefined) process.stderr.write(`store: commits ${s.commits} syncs ${s.syncs}\n`);
   const timer = setTimeout(() => process.exit(0), 3000);
   broker
     .shutdown()
