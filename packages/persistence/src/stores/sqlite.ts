@@ -1,19 +1,25 @@
-import { channel } from 'node:diagnostics_channel';
-import { closeSync, fdatasync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type {
   MessageSnapshot,
   MessageState,
   SessionSnapshot,
-  Store,
   StoreContents,
-  StoredDelivery,
   StoredMessage,
 } from '@broker/core';
 import Database from 'better-sqlite3';
 import { PersistenceError } from '../errors.js';
+import {
+  type GroupCommitOptions,
+  GroupCommitStore,
+  PERSISTENCE_ERROR_CHANNEL,
+  syncDirectory,
+} from './group-commit.js';
+import type { Op, RowMessage } from './ops.js';
 
 export { isPersistenceError, PersistenceError, type PersistenceErrorCode } from '../errors.js';
+/** @internal Exported for its tests. */
+export { compactBatch } from './ops.js';
 
 type QoS = StoredMessage['qos'];
 
@@ -95,92 +101,22 @@ const TABLES = ['sessions', 'subscriptions', 'messages', 'outgoing', 'incoming',
  */
 const MIGRATIONS: Readonly<Record<number, (db: Database.Database) => void>> = {};
 
-/** Options of {@link SqliteStore.open}. */
-export interface SqliteStoreOptions {
+/**
+ * Options of {@link SqliteStore.open}; those of the group commit ({@link GroupCommitOptions}:
+ * `commitIntervalMs`, `durability`, `onError`) too. A commit is one transaction; with `durability:
+ * 'fsync'` its WAL frames are fsync'ed before its flush resolves.
+ */
+export interface SqliteStoreOptions extends GroupCommitOptions {
   /** Directory of the database; created if missing. */
   dataDir: string;
   /** File name inside `dataDir`. Default `'broker.sqlite'` (plus SQLite's `-wal` and `-shm` files). */
   fileName?: string;
-  /**
-   * How long records wait before they are committed, in milliseconds. Default 0: commit on the next
-   * macrotask (`setImmediate`), grouping everything recorded in the same event-loop turn into one
-   * transaction. A larger value groups more (fewer fsyncs) and delays acknowledgements by as much.
-   */
-  commitIntervalMs?: number;
   /** How long a commit waits for a lock held by another connection, in milliseconds. Default 5000. */
   busyTimeoutMs?: number;
-  /**
-   * What a resolved `flush()` (an acknowledgement) survives.
-   * - `'fsync'` (default): kill -9, a kernel crash and a power cut — `flush()` resolves only after the
-   *   commit's WAL frames were fsync'ed (`fdatasync`, on the libuv thread pool, not the main thread).
-   * - `'os'`: kill -9 and other process crashes — `flush()` resolves once the transaction is written
-   *   to the OS (page cache). A power cut or kernel crash may lose the last acknowledged commits
-   *   (SQLite keeps the file consistent either way). For those who accept that for speed.
-   */
-  durability?: 'fsync' | 'os';
-  /**
-   * @internal Tests only: replaces `fs.fdatasync` for the WAL syncs (to hold one, or make one fail).
-   * Must call `callback` once, like `fs.fdatasync`.
-   */
-  syncFile?: (fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => void;
-  /** Called once when a commit fails and the store stops accepting work (PERSIST_WRITE_FAILED). */
-  onError?: (error: PersistenceError) => void;
 }
 
 /** Name of the `node:diagnostics_channel` channel on which a failed commit is published. */
-export const SQLITE_ERROR_CHANNEL = 'broker:persistence:error';
-const errorChannel = channel(SQLITE_ERROR_CHANNEL);
-
-type Op =
-  | { kind: 'sessionCreated'; clientId: string }
-  | { kind: 'sessionRemoved'; clientId: string }
-  | { kind: 'subscriptionAdded'; clientId: string; topicFilter: string; qos: QoS }
-  | { kind: 'subscriptionRemoved'; clientId: string; topicFilter: string }
-  | { kind: 'messageAdded'; message: RowMessage }
-  | { kind: 'outgoingAdded'; clientId: string; messageId: number; delivery: RowDelivery }
-  | { kind: 'outgoingChanged'; clientId: string; messageId: number; delivery: RowDelivery }
-  | { kind: 'outgoingRemoved'; clientId: string; messageId: number }
-  | {
-      kind: 'incomingAdded';
-      clientId: string;
-      messageId: number;
-      packetId: number;
-      state: number;
-      dup: number;
-    }
-  | { kind: 'incomingRemoved'; clientId: string; packetId: number }
-  | { kind: 'retainedSet'; message: RowMessage }
-  | { kind: 'retainedCleared'; topic: string }
-  | { kind: 'sessionReplaced'; snapshot: SessionSnapshot };
-
-/** A message as bound to SQLite: payload copied into a Buffer, booleans as 0/1. */
-interface RowMessage {
-  messageId: number;
-  topic: string;
-  payload: Buffer;
-  qos: number;
-  retain: number;
-}
-interface RowDelivery {
-  qos: number;
-  retain: number;
-  packetId: number;
-  state: number;
-  dup: number;
-}
-
-function rowMessage(m: StoredMessage): RowMessage {
-  return {
-    messageId: m.messageId,
-    topic: m.topic,
-    payload: Buffer.from(m.payload),
-    qos: m.qos,
-    retain: m.retain ? 1 : 0,
-  };
-}
-function rowDelivery(d: StoredDelivery): RowDelivery {
-  return { qos: d.qos, retain: d.retain ? 1 : 0, packetId: d.packetId, state: d.state, dup: d.dup ? 1 : 0 };
-}
+export const SQLITE_ERROR_CHANNEL = PERSISTENCE_ERROR_CHANNEL;
 
 function sqliteCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
@@ -194,29 +130,12 @@ function isCorruption(error: unknown): boolean {
   );
 }
 
-interface Deferred {
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (error: PersistenceError) => void;
-}
-
-function deferred(): Deferred {
-  let resolve!: () => void;
-  let reject!: (error: PersistenceError) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  // Marked handled: a commit nobody waits for must not become an unhandled rejection (a crash).
-  promise.catch(() => {});
-  return { promise, resolve, reject };
-}
-
 /**
  * A durable {@link Store} in one SQLite file (better-sqlite3), for persistent sessions (clean
  * session 0), their subscriptions, in-flight and queued messages, and retained messages.
  *
- * Record methods only append to an in-memory batch. Commits are pipelined group commits:
+ * Record methods only append to an in-memory batch. Commits are pipelined group commits
+ * ({@link GroupCommitStore}):
  * - the batch is written in ONE transaction on the next macrotask (or after `commitIntervalMs`), in WAL
  *   mode with `synchronous = NORMAL`: the commit only writes the WAL through the OS page cache, it does
  *   not wait for the disk (the main thread never blocks on a per-commit fsync);
@@ -224,7 +143,7 @@ function deferred(): Deferred {
  *   descriptor on the `-wal` file, and resolves the batch's `flush()` promise when that completes;
  * - at most one such sync is in flight. Records and flushes that arrive meanwhile form the next batch,
  *   committed and synced as one when the sync in flight completes: under load, batches grow by
- *   themselves (and more of a batch cancels out, see {@link compactBatch}).
+ *   themselves (and more of a batch cancels out, see `compactBatch`).
  *
  * So with the default `durability: 'fsync'`, a resolved flush (an acknowledgement) means the records
  * before it are on disk: they survive kill -9 and a power cut as far as the disk honours fsync. This is
@@ -243,29 +162,10 @@ function deferred(): Deferred {
  * pages.) The failure is reported to `onError` and on the `broker:persistence:error` diagnostics
  * channel; it never throws out of a timer or callback.
  */
-export class SqliteStore implements Store {
-  /** Absolute or relative path of the database file. */
-  readonly file: string;
+export class SqliteStore extends GroupCommitStore {
   private readonly db: Database.Database;
-  private readonly commitIntervalMs: number;
-  private readonly onError: ((error: PersistenceError) => void) | undefined;
-  private batch: Op[] = [];
-  private waiting: Deferred | undefined = undefined;
-  private timer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined = undefined;
-  private failure: PersistenceError | undefined = undefined;
-  private failedFlush: Promise<void> | undefined = undefined;
-  private isClosed = false;
-  private closing: Promise<void> | undefined = undefined;
-  private commitCount = 0;
-  private syncCount = 0;
-  private readonly durability: 'fsync' | 'os';
-  private readonly syncFile: NonNullable<SqliteStoreOptions['syncFile']>;
   /** Our descriptor on the `-wal` file, only for fdatasync (never written through). */
   private walFd: number | undefined = undefined;
-  /** Something was committed that no sync has covered yet. */
-  private unsynced = false;
-  /** Settles (never rejects) when the sync in flight completes; undefined when none is. */
-  private syncInFlight: Promise<void> | undefined = undefined;
   /** Sessions known to have a row (so child rows need no INSERT OR IGNORE of their session). */
   private readonly knownSessions = new Set<string>();
   private nextSeq = 1;
@@ -273,12 +173,8 @@ export class SqliteStore implements Store {
   private readonly applyBatch: (ops: readonly Op[]) => void;
 
   private constructor(db: Database.Database, file: string, options: SqliteStoreOptions) {
+    super(file, 'fsync of the WAL', options);
     this.db = db;
-    this.file = file;
-    this.commitIntervalMs = options.commitIntervalMs ?? 0;
-    this.onError = options.onError;
-    this.durability = options.durability ?? 'fsync';
-    this.syncFile = options.syncFile ?? fdatasync;
     this.statements = prepare(db);
     for (const row of this.statements.allSessionIds.all() as Array<{ client_id: string }>)
       this.knownSessions.add(row.client_id);
@@ -352,7 +248,7 @@ export class SqliteStore implements Store {
   load(): StoreContents {
     this.checkOpen();
     // Written now so that the read sees it; made durable by the next sync, as usual.
-    if (this.commitBatch() && this.unsynced) this.schedule();
+    this.commitPending();
     try {
       return this.readAll();
     } catch (error) {
@@ -401,231 +297,20 @@ export class SqliteStore implements Store {
     return { sessions: [...sessions.values()], retained };
   }
 
-  // Store port: records (synchronous, no I/O) ---------------------------------------------------------
+  // Group commit: one transaction per batch, the WAL's fsync ------------------------------------------
 
-  private record(op: Op): void {
-    if (this.isClosed || this.failure !== undefined) return;
-    this.batch.push(op);
-    this.schedule();
+  protected writeBatch(ops: readonly Op[]): void {
+    this.applyBatch(ops);
   }
 
-  sessionCreated(clientId: string): void {
-    this.record({ kind: 'sessionCreated', clientId });
-  }
-  sessionRemoved(clientId: string): void {
-    this.record({ kind: 'sessionRemoved', clientId });
-  }
-  subscriptionAdded(clientId: string, topicFilter: string, qos: QoS): void {
-    this.record({ kind: 'subscriptionAdded', clientId, topicFilter, qos });
-  }
-  subscriptionRemoved(clientId: string, topicFilter: string): void {
-    this.record({ kind: 'subscriptionRemoved', clientId, topicFilter });
-  }
-  messageAdded(message: StoredMessage): void {
-    this.record({ kind: 'messageAdded', message: rowMessage(message) });
-  }
-  outgoingAdded(clientId: string, messageId: number, delivery: StoredDelivery): void {
-    this.record({ kind: 'outgoingAdded', clientId, messageId, delivery: rowDelivery(delivery) });
-  }
-  outgoingChanged(clientId: string, messageId: number, delivery: StoredDelivery): void {
-    this.record({ kind: 'outgoingChanged', clientId, messageId, delivery: rowDelivery(delivery) });
-  }
-  outgoingRemoved(clientId: string, messageId: number): void {
-    this.record({ kind: 'outgoingRemoved', clientId, messageId });
-  }
-  incomingAdded(
-    clientId: string,
-    messageId: number,
-    packetId: number,
-    state: MessageState,
-    dup: boolean,
-  ): void {
-    this.record({ kind: 'incomingAdded', clientId, messageId, packetId, state, dup: dup ? 1 : 0 });
-  }
-  incomingRemoved(clientId: string, packetId: number): void {
-    this.record({ kind: 'incomingRemoved', clientId, packetId });
-  }
-  retainedSet(message: StoredMessage): void {
-    this.record({ kind: 'retainedSet', message: rowMessage(message) });
-  }
-  retainedCleared(topic: string): void {
-    this.record({ kind: 'retainedCleared', topic });
-  }
-  sessionReplaced(snapshot: SessionSnapshot): void {
-    const copy: SessionSnapshot = {
-      clientId: snapshot.clientId,
-      subscriptions: snapshot.subscriptions.map((x) => ({ ...x })),
-      // Copies (new Uint8Array(x) copies; a Buffer's slice() would only view the caller's bytes).
-      incomingMessages: snapshot.incomingMessages.map((m) => ({ ...m, payload: new Uint8Array(m.payload) })),
-      outgoingMessages: snapshot.outgoingMessages.map((m) => ({ ...m, payload: new Uint8Array(m.payload) })),
-    };
-    this.record({ kind: 'sessionReplaced', snapshot: copy });
+  protected get syncFd(): number {
+    return this.walFd!;
   }
 
-  // Store port: commits ------------------------------------------------------------------------------
-
-  /**
-   * Resolves once everything recorded before the call is committed and (by default) fsync'ed; every
-   * call before that commit gets the same promise object. Rejects with PERSIST_WRITE_FAILED if the
-   * commit or its sync failed, and from then on always (with PERSIST_CLOSED after `close()`).
-   */
-  flush(): Promise<void> {
-    if (this.failure !== undefined) return this.failedFlush!;
-    if (this.isClosed) {
-      return Promise.reject(
-        new PersistenceError('PERSIST_CLOSED', `${this.file}: the store is closed`, { file: this.file }),
-      );
-    }
-    if (this.waiting === undefined) this.waiting = deferred();
-    this.schedule();
-    return this.waiting.promise;
-  }
-
-  /**
-   * Waits for the sync in flight, commits what is pending, syncs it and closes the database. Resolves
-   * when closed; rejects with PERSIST_WRITE_FAILED if the pending records could not be committed or
-   * synced (the file is closed anyway). Records and flushes after the call are refused, as after it.
-   */
-  close(): Promise<void> {
-    if (this.closing === undefined) this.closing = this.closeNow();
-    return this.closing;
-  }
-
-  private async closeNow(): Promise<void> {
-    this.isClosed = true;
-    this.clearTimer();
-    const failureBefore = this.failure;
-    // Its callback settles the flushes it covers and, the store being closed, starts nothing more.
-    if (this.syncInFlight !== undefined) await this.syncInFlight;
-    const group = this.waiting;
-    this.waiting = undefined;
-    if (this.failure === undefined && this.commitBatch() && this.unsynced) {
-      this.unsynced = false;
-      const error = await new Promise<NodeJS.ErrnoException | null>((resolve) =>
-        this.syncFile(this.walFd!, resolve),
-      );
-      if (error === null) this.syncCount++;
-      else this.fail(error, 'fsync of the WAL');
-    }
-    if (this.failure === undefined) group?.resolve();
-    else group?.reject(this.failure);
+  protected closeFiles(): void {
     if (this.walFd !== undefined) closeSync(this.walFd);
     this.walFd = undefined;
     this.db.close();
-    if (this.failure !== undefined && this.failure !== failureBefore) throw this.failure;
-  }
-
-  /** Transactions committed so far by this instance (one per batch): for metrics and tests. */
-  get commits(): number {
-    return this.commitCount;
-  }
-
-  /** WAL fsyncs completed so far by this instance (one per group of commits): for metrics and tests. */
-  get syncs(): number {
-    return this.syncCount;
-  }
-
-  /** The error that stopped the store, if a commit or sync failed. */
-  get failed(): PersistenceError | undefined {
-    return this.failure;
-  }
-
-  private checkOpen(): void {
-    if (this.isClosed)
-      throw new PersistenceError('PERSIST_CLOSED', `${this.file}: the store is closed`, { file: this.file });
-  }
-
-  private schedule(): void {
-    // While a sync is in flight, its completion runs the next cycle (the batch keeps growing).
-    if (this.timer !== undefined || this.syncInFlight !== undefined || this.isClosed) return;
-    this.timer =
-      this.commitIntervalMs > 0
-        ? setTimeout(() => this.cycle(), this.commitIntervalMs)
-        : setImmediate(() => this.cycle());
-  }
-
-  private clearTimer(): void {
-    if (this.timer === undefined) return;
-    clearTimeout(this.timer as ReturnType<typeof setTimeout>);
-    clearImmediate(this.timer as ReturnType<typeof setImmediate>);
-    this.timer = undefined;
-  }
-
-  /**
-   * One group commit: writes the batch in one transaction, then starts the sync that settles the
-   * flushes of the batch (or settles them at once when nothing needs syncing). Never with a sync in
-   * flight.
-   */
-  private cycle(): void {
-    this.clearTimer();
-    const group = this.waiting;
-    this.waiting = undefined;
-    if (this.failure !== undefined || !this.commitBatch()) {
-      group?.reject(this.failure!);
-      return;
-    }
-    if (!this.unsynced) {
-      group?.resolve();
-      return;
-    }
-    this.unsynced = false;
-    let settled!: () => void;
-    this.syncInFlight = new Promise<void>((resolve) => {
-      settled = resolve;
-    });
-    this.syncFile(this.walFd!, (error) => {
-      this.syncInFlight = undefined;
-      settled();
-      if (error === null) {
-        this.syncCount++;
-        group?.resolve();
-      } else {
-        if (this.failure === undefined) this.fail(error, 'fsync of the WAL');
-        group?.reject(this.failure!);
-      }
-      if (this.isClosed) return; // close() takes over
-      // The next group commits on the next macrotask, not here: the acknowledgements this sync
-      // released go out first (microtasks), and the input already read joins the group.
-      if (this.waiting !== undefined || this.batch.length > 0 || this.unsynced) this.schedule();
-    });
-  }
-
-  /**
-   * Writes the batch (compacted) in one transaction. False if that failed: the store has then stopped.
-   * With `durability: 'fsync'`, marks that a sync is needed if anything was written.
-   */
-  private commitBatch(): boolean {
-    if (this.failure !== undefined) return false;
-    const ops = this.batch;
-    if (ops.length === 0) return true;
-    this.batch = [];
-    try {
-      const compacted = compactBatch(ops);
-      this.applyBatch(compacted);
-      this.commitCount++;
-      if (compacted.length > 0 && this.durability === 'fsync') this.unsynced = true;
-      return true;
-    } catch (error) {
-      this.fail(error);
-      return false;
-    }
-  }
-
-  private fail(error: unknown, what: 'commit' | 'fsync of the WAL' = 'commit'): void {
-    const failure = new PersistenceError(
-      'PERSIST_WRITE_FAILED',
-      `${this.file}: ${what} failed, nothing more will be acknowledged: ${String(error)}`,
-      { cause: error, file: this.file },
-    );
-    this.failure = failure;
-    this.failedFlush = Promise.reject(failure);
-    this.failedFlush.catch(() => {});
-    if (errorChannel.hasSubscribers) errorChannel.publish({ error: failure });
-    try {
-      this.onError?.(failure);
-    } catch {
-      // A throwing listener must not turn a reported failure into a crash from a timer.
-    }
   }
 
   // Applying a batch (inside the transaction) -------------------------------------------------------
@@ -925,17 +610,6 @@ function messageSnapshot(row: MessageRow): MessageSnapshot {
   };
 }
 
-/** Makes a directory's entries (here: the new `-wal` file's) durable. No-op where directories cannot be opened. */
-function syncDirectory(dir: string): void {
-  if (process.platform === 'win32') return;
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** The ops applied in runs, a few statements at a time (see SqliteStore.apply). */
 const IN_RUNS: ReadonlySet<Op['kind']> = new Set([
   'outgoingAdded',
@@ -1145,151 +819,4 @@ function prepare(db: Database.Database) {
     ),
     deleteRetained: db.prepare('DELETE FROM retained WHERE topic = ? RETURNING message_id'),
   };
-}
-
-/**
- * Drops from a batch what cancels out before it is committed: a delivery (or an incoming QoS 2
- * record) added and removed again within the batch — the common case of an online persistent
- * subscriber that acknowledges within one group commit — and the content of a message that then
- * nothing in the batch refers to any more. The removal itself stays unless the row cannot have existed
- * before the batch (a delivery of content recorded in this batch: content is recorded once, before
- * anything refers to it [Store contract]); an incoming record's removal always stays (its packet id
- * may have been held before). A delivery added and changed (sent, PUBREC received…) but not removed
- * within the batch is written once, by its addition carrying its last state; a delivery added again,
- * or a packet id taken again, is one row in the place of the first. The result commits the same end
- * state with fewer writes (a property test checks it against core's MemoryStore). Nothing spans a
- * session's removal or replacement.
- */
-/** @internal Exported for its tests. */
-export function compactBatch(ops: readonly Op[]): readonly Op[] {
-  /** 1 where ops[i] is dropped. */
-  const dropped = new Uint8Array(ops.length);
-  let changed = false;
-  const drop = (index: number): void => {
-    dropped[index] = 1;
-    changed = true;
-  };
-  /** ops[i] written as another op (a later state folded into its place). */
-  const replaced = new Map<number, Op>();
-  const opAt = (index: number): Op => replaced.get(index) ?? ops[index]!;
-  const cancelledMessages = new Set<number>();
-  /** clientId → messageId → [index of outgoingAdded, indices of its later changes or re-additions…]. */
-  const openOutgoing = new Map<string, Map<number, number[]>>();
-  /** clientId → packetId → incomingAdded (its index, the message it now holds). */
-  const openIncoming = new Map<string, Map<number, { index: number; messageId: number }>>();
-  /** Messages whose content is recorded in this batch (before the op at hand). */
-  const newContent = new Set<number>();
-  for (let index = 0; index < ops.length; index++) {
-    const op = ops[index]!;
-    switch (op.kind) {
-      case 'messageAdded':
-        newContent.add(op.message.messageId);
-        break;
-      case 'outgoingAdded': {
-        let byMessage = openOutgoing.get(op.clientId);
-        if (byMessage === undefined) {
-          byMessage = new Map();
-          openOutgoing.set(op.clientId, byMessage);
-        }
-        const open = byMessage.get(op.messageId);
-        // Added again in the batch: keeps the first one's place, like a change (an upsert).
-        if (open === undefined) byMessage.set(op.messageId, [index]);
-        else open.push(index);
-        break;
-      }
-      case 'outgoingChanged':
-        openOutgoing.get(op.clientId)?.get(op.messageId)?.push(index);
-        break;
-      case 'outgoingRemoved': {
-        const byMessage = openOutgoing.get(op.clientId);
-        const open = byMessage?.get(op.messageId);
-        if (open === undefined) break;
-        for (const i of open) drop(i);
-        // The removal stays if the row may have existed before the batch (an addition again of a
-        // delivery). It cannot if the content is new in this batch: content is recorded once, before
-        // anything refers to it [Store contract] — the common case, which then writes nothing.
-        if (newContent.has(op.messageId)) drop(index);
-        cancelledMessages.add(op.messageId);
-        byMessage!.delete(op.messageId);
-        break;
-      }
-      case 'incomingAdded': {
-        let byPacket = openIncoming.get(op.clientId);
-        if (byPacket === undefined) {
-          byPacket = new Map();
-          openIncoming.set(op.clientId, byPacket);
-        }
-        const open = byPacket.get(op.packetId);
-        if (open === undefined) {
-          byPacket.set(op.packetId, { index, messageId: op.messageId });
-        } else {
-          // The packet id taken again in the batch: one row, in the first one's place.
-          cancelledMessages.add(open.messageId);
-          replaced.set(open.index, op);
-          drop(index);
-          open.messageId = op.messageId;
-        }
-        break;
-      }
-      case 'incomingRemoved': {
-        const byPacket = openIncoming.get(op.clientId);
-        const open = byPacket?.get(op.packetId);
-        if (open === undefined) break;
-        // The removal stays: the packet id may have been held before the batch (a replacement).
-        drop(open.index);
-        cancelledMessages.add(open.messageId);
-        byPacket!.delete(op.packetId);
-        break;
-      }
-      case 'sessionRemoved':
-      case 'sessionReplaced': {
-        const clientId = op.kind === 'sessionRemoved' ? op.clientId : op.snapshot.clientId;
-        openOutgoing.delete(clientId);
-        openIncoming.delete(clientId);
-        break;
-      }
-      default:
-    }
-  }
-  // Deliveries still open: their changes fold into the addition (same row, same seq, last state).
-  for (const byMessage of openOutgoing.values()) {
-    for (const indices of byMessage.values()) {
-      if (indices.length < 2) continue;
-      const first = ops[indices[0]!] as Extract<Op, { kind: 'outgoingAdded' }>;
-      const last = ops[indices[indices.length - 1]!] as Extract<
-        Op,
-        { kind: 'outgoingChanged' | 'outgoingAdded' }
-      >;
-      replaced.set(indices[0]!, { ...first, delivery: last.delivery });
-      for (let i = 1; i < indices.length; i++) drop(indices[i]!);
-    }
-  }
-  if (!changed) return ops;
-  // A message's content stays if anything left in the batch may refer to it.
-  const stillReferenced = new Set<number>();
-  if (cancelledMessages.size > 0) {
-    for (let index = 0; index < ops.length; index++) {
-      if (dropped[index] === 1) continue;
-      const op = opAt(index);
-      if (op.kind === 'outgoingAdded' || op.kind === 'outgoingChanged' || op.kind === 'incomingAdded') {
-        stillReferenced.add(op.messageId);
-      } else if (op.kind === 'retainedSet') {
-        stillReferenced.add(op.message.messageId);
-      } else if (op.kind === 'sessionReplaced') {
-        for (const m of [...op.snapshot.incomingMessages, ...op.snapshot.outgoingMessages])
-          stillReferenced.add(m.messageId);
-      }
-    }
-  }
-  const result: Op[] = [];
-  for (let index = 0; index < ops.length; index++) {
-    if (dropped[index] === 1) continue;
-    const op = opAt(index);
-    if (op.kind === 'messageAdded') {
-      const id = op.message.messageId;
-      if (cancelledMessages.has(id) && !stillReferenced.has(id)) continue;
-    }
-    result.push(op);
-  }
-  return result;
 }
