@@ -1,4 +1,5 @@
 import { MemoryStore, type Store } from '@broker/core';
+import { LogStore } from '@broker/persistence/log';
 import { SqliteStore } from '@broker/persistence/sqlite';
 import { runStoreConformance } from '@broker/persistence/testing';
 import { removeDir, tempDir } from './helpers/temp-dir.js';
@@ -19,6 +20,26 @@ runStoreConformance('SqliteStore', async () => {
     reopen: async () => {
       await open.close();
       open = SqliteStore.open({ dataDir });
+      stores.push(open);
+      return open;
+    },
+    cleanup: async () => {
+      for (const store of stores) await store.close();
+      removeDir(dataDir);
+    },
+  };
+});
+
+// LogStore: reopen closes it and opens the same directory again.
+runStoreConformance('LogStore', async () => {
+  const dataDir = tempDir();
+  let open: LogStore = LogStore.open({ dataDir });
+  const stores: Store[] = [open];
+  return {
+    store: open,
+    reopen: async () => {
+      await open.close();
+      open = LogStore.open({ dataDir });
       stores.push(open);
       return open;
     },
