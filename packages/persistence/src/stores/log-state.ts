@@ -153,6 +153,11 @@ export class LiveState {
     this.released = [];
   }
 
+  /** Ids of the contents held (for tests of the store-once, drop-when-unreferenced rule). */
+  messageIds(): number[] {
+    return [...this.contents.keys()];
+  }
+
   /** Drops content nothing refers to (added but never referred to): at open, as SqliteStore does. */
   dropUnreferenced(): void {
     for (const [messageId, content] of this.contents) {
@@ -167,7 +172,7 @@ export class LiveState {
   encodedBytes(): number {
     let bytes = 0;
     for (const content of this.contents.values()) {
-      if (content.refs > 0) bytes += 8 + content.message.topic.length + content.message.payload.length;
+      bytes += 8 + content.message.topic.length + content.message.payload.length;
     }
     for (const [clientId, session] of this.sessions) {
       const perRecord = 6 + clientId.length;
@@ -180,8 +185,9 @@ export class LiveState {
 
   // Committed batches ---------------------------------------------------------------------------------
 
-  /** Applies a committed batch (compacted), as {@link encodeOps} wrote it. */
+  /** Applies a committed batch (compacted), as {@link encodeOps} wrote it: content first. */
   applyOps(ops: readonly Op[]): void {
+    for (const op of ops) if (op.kind === 'messageAdded') this.messageAdded(op.message);
     for (const op of ops) {
       switch (op.kind) {
         case 'sessionCreated':
@@ -196,8 +202,7 @@ export class LiveState {
         case 'subscriptionRemoved':
           this.subscriptionRemoved(op.clientId, op.topicFilter);
           break;
-        case 'messageAdded':
-          this.messageAdded(op.message);
+        case 'messageAdded': // first, above
           break;
         case 'outgoingAdded':
           this.outgoingAdded(op.clientId, op.messageId, op.delivery);
@@ -321,14 +326,15 @@ export class LiveState {
   // Compaction ----------------------------------------------------------------------------------------
 
   /**
-   * Writes the whole state as ops that rebuild it: referenced content first, then sessions in order
+   * Writes the whole state as ops that rebuild it: content first, then sessions in order
    * (subscriptions, incoming records, deliveries in order), then retained topics. `frameFull` is asked
    * between ops whether to close the frame and start another (frames of bounded size).
    */
   writeSnapshot(w: FrameWriter, frameFull: () => void): void {
     w.beginFrame();
+    // All content, even what nothing refers to yet: a record may refer to it later (it is dropped
+    // at open if nothing does by then, as SqliteStore drops it).
     for (const content of this.contents.values()) {
-      if (content.refs === 0) continue;
       writeMessage(w, LogOp.messageAdded, content.message);
       frameFull();
     }
@@ -485,8 +491,14 @@ function writeIncoming(
   w.byte(flags(0, 0, dup, state));
 }
 
-/** Encodes a committed batch (compacted) into the open frame: what {@link LiveState.applyOps} applies. */
+/**
+ * Encodes a committed batch (compacted) into the open frame: what {@link LiveState.applyOps} applies.
+ * Content first, as SqliteStore inserts it first: the batch's compaction may fold a record that refers
+ * to content into the place of an earlier one, before the content's own op. The same end state:
+ * content is only dropped at the end of a batch, and adding it is idempotent.
+ */
 export function encodeOps(w: FrameWriter, ops: readonly Op[]): void {
+  for (const op of ops) if (op.kind === 'messageAdded') writeMessage(w, LogOp.messageAdded, op.message);
   for (const op of ops) {
     switch (op.kind) {
       case 'sessionCreated':
@@ -505,8 +517,7 @@ export function encodeOps(w: FrameWriter, ops: readonly Op[]): void {
         w.string(op.clientId);
         w.string(op.topicFilter);
         break;
-      case 'messageAdded':
-        writeMessage(w, LogOp.messageAdded, op.message);
+      case 'messageAdded': // first, above
         break;
       case 'outgoingAdded':
         writeDelivery(w, LogOp.outgoingAdded, op.clientId, op.messageId, op.delivery);
