@@ -2,13 +2,17 @@ import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startCrashBroker } from './helpers/crash-harness.js';
+import { type CrashStoreKind, startCrashBroker } from './helpers/crash-harness.js';
 import { removeDir, tempDir } from './helpers/temp-dir.js';
 
-// The promise under kill -9: a broker process (core + SqliteStore on TCP) is killed right after it
-// acknowledged every PUBLISH; a new process on the same data directory delivers every one of them.
+// The promise under kill -9: a broker process (core + SqliteStore or LogStore on TCP) is killed right
+// after it acknowledged every PUBLISH; a new process on the same data directory delivers every one of
+// them. Meanwhile a persistent subscriber drains what was queued for it before: with the LogStore
+// (which compacts from 4 KiB on in the fixture) that is garbage, so the kill comes after compactions.
 
 const N = 200;
+/** Messages drained meanwhile: more garbage than the N + N messages under test are live state. */
+const DRAIN = 4 * N;
 
 const children: ChildProcess[] = [];
 const clients: MqttClient[] = [];
@@ -28,8 +32,11 @@ afterEach(async () => {
 });
 
 /** Starts the broker process (the harness shared with `pnpm crash-repeat`) and keeps it for afterEach. */
-async function startBroker(dir: string): Promise<{ child: ChildProcess; port: number }> {
-  const broker = await startCrashBroker(join(dir, 'data'), join(dir, `port-${children.length}`));
+async function startBroker(
+  dir: string,
+  kind: CrashStoreKind,
+): Promise<{ child: ChildProcess; port: number }> {
+  const broker = await startCrashBroker(join(dir, 'data'), join(dir, `port-${children.length}`), kind);
   children.push(broker.child);
   return broker;
 }
@@ -72,10 +79,23 @@ function connected(client: MqttClient): Promise<void> {
   });
 }
 
-describe('SqliteStore under kill -9', () => {
+describe.each([
+  ['SqliteStore', 'sqlite'],
+  ['LogStore', 'log'],
+] as const)('%s under kill -9', (_name, kind) => {
   it('delivers every acknowledged message after a SIGKILL: QoS 1 at least once, QoS 2 exactly once, retained kept', async () => {
     dataDir = tempDir('broker-crash-');
-    const first = await step('first broker ready', startBroker(dataDir), 12_000);
+    const first = await step('first broker ready', startBroker(dataDir, kind), 12_000);
+    let compactions = 0;
+    first.child.stdout!.on('data', (chunk: string) => {
+      for (const [, n] of chunk.matchAll(/compactions (\d+)/g)) compactions = Number(n);
+    });
+
+    // Queued for a persistent subscriber, to be drained while the messages under test come in.
+    const drainer = connect(first.port, 'crash-drain', false);
+    await step('drainer connected', connected(drainer));
+    await step('drainer subscribed', drainer.subscribeAsync('drain/#', { qos: 1 }));
+    await step('drainer ended', drainer.endAsync());
 
     const subscriber = connect(first.port, 'crash-sub', false);
     await step('subscriber connected', connected(subscriber));
@@ -84,6 +104,15 @@ describe('SqliteStore under kill -9', () => {
 
     const publisher = connect(first.port, 'crash-pub', true);
     await step('publisher connected', connected(publisher));
+    await step(
+      'drain messages acknowledged',
+      Promise.all(
+        Array.from({ length: DRAIN }, (_, i) => publisher.publishAsync('drain/x', `d-${i}`, { qos: 1 })),
+      ),
+    );
+    const draining = connect(first.port, 'crash-drain', false);
+    let drained = 0;
+    draining.on('message', () => drained++);
     const acknowledged: Array<Promise<unknown>> = [];
     for (let i = 0; i < N; i++) {
       acknowledged.push(publisher.publishAsync('crash/q1', `q1-${i}`, { qos: 1 }));
@@ -92,10 +121,19 @@ describe('SqliteStore under kill -9', () => {
     acknowledged.push(publisher.publishAsync('crash/retained/a', 'retained-a', { qos: 1, retain: true }));
     acknowledged.push(publisher.publishAsync('crash/retained/b', 'retained-b', { qos: 2, retain: true }));
     await step('every PUBLISH acknowledged', Promise.all(acknowledged)); // PUBACK / PUBCOMP for each
+    await step(
+      `drained (and, with the log, compacted)`,
+      (async () => {
+        while (drained < DRAIN || (kind === 'log' && compactions === 0))
+          await new Promise((resolve) => setTimeout(resolve, 5));
+      })(),
+    ).catch((error: Error) => {
+      throw new Error(`${error.message} (${drained}/${DRAIN} drained, ${compactions} compactions)`);
+    });
     await step('first broker killed', kill9(first.child)); // at once: no graceful close, no final commit
     publisher.end(true);
 
-    const second = await step('second broker ready', startBroker(dataDir), 12_000);
+    const second = await step('second broker ready', startBroker(dataDir, kind), 12_000);
     const counts = new Map<string, number>();
     const q1 = new Set<string>();
     const q2 = new Set<string>();

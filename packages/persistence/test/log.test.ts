@@ -1,13 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  fdatasync,
-  readFileSync,
-  statSync,
-  truncateSync,
-  writeFileSync,
-} from 'node:fs';
+import { closeSync, existsSync, fdatasync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StoreContents, StoredDelivery, StoredMessage } from '@broker/core';
 import { isPersistenceError, type PersistenceError } from '@broker/persistence';

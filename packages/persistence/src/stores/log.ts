@@ -216,9 +216,10 @@ export class LogStore extends GroupCommitStore {
     const live = LOG_HEADER_BYTES + this.state.encodedBytes();
     const threshold = Math.max(this.compactMinBytes, 2 * live);
     if (this.size <= threshold) {
-      // Not worth it yet; the next look after the file grew by an eighth (the estimate is linear in
-      // the state, so it is not made after every commit).
-      this.nextCompactionCheck = Math.max(threshold, this.size + (this.size >>> 3));
+      // Not worth it yet; the next look once the file grew by a quarter (the estimate walks the
+      // state, so it is not made after every commit; the state may shrink meanwhile, so the next
+      // look does not wait for the file to reach this threshold).
+      this.nextCompactionCheck = this.size + (this.size >>> 2);
       return undefined;
     }
     return this.compact();
@@ -259,7 +260,7 @@ export class LogStore extends GroupCommitStore {
       this.size = this.compacting.size;
       this.compacting = undefined;
       this.compactionCount++;
-      this.nextCompactionCheck = Math.max(this.compactMinBytes, 2 * this.size);
+      this.nextCompactionCheck = Math.max(this.compactMinBytes, this.size + (this.size >>> 2));
       // The new name must be durable before anything appended to the new file is acknowledged.
       if (durable) await syncDirectoryAsync(dirname(this.file));
     } catch (error) {

@@ -106,12 +106,19 @@ interface BrokerProcess {
   startMs: number;
 }
 
+/** The durable stores the crash fixture runs: `log` compacts from 4 KiB on, to crash amid compactions. */
+export type CrashStoreKind = 'sqlite' | 'log';
+
 /** Spawns test/fixtures/crash-broker.ts on `dataDir`; resolves once it printed "ready <port>". */
-export function startCrashBroker(dataDir: string, portFile: string): Promise<BrokerProcess> {
+export function startCrashBroker(
+  dataDir: string,
+  portFile: string,
+  store: CrashStoreKind = 'sqlite',
+): Promise<BrokerProcess> {
   const started = performance.now();
   const child = spawn(
     process.execPath,
-    ['--conditions=@broker/source', '--import', 'tsx', brokerScript, dataDir, portFile],
+    ['--conditions=@broker/source', '--import', 'tsx', brokerScript, dataDir, portFile, store],
     { cwd: packageDir, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';
@@ -122,9 +129,9 @@ export function startCrashBroker(dataDir: string, portFile: string): Promise<Bro
     let stdout = '';
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
-      if (stdout.includes('\n')) {
+      if (stdout.includes('\n') && stdout.startsWith('ready')) {
         const port = Number(readFileSync(portFile, 'utf8'));
-        if (`ready ${port}` !== stdout.trim()) reject(new Error(`unexpected output: ${stdout}`));
+        if (`ready ${port}` !== stdout.split('\n')[0]) reject(new Error(`unexpected output: ${stdout}`));
         else resolve({ child, port, startMs: Math.round(performance.now() - started) });
       }
     });
