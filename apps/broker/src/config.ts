@@ -55,6 +55,7 @@ export const configSchema = z.strictObject({
   store: z
     .discriminatedUnion('type', [
       z.strictObject({ type: z.literal('sqlite'), dataDir: z.string().min(1) }),
+      z.strictObject({ type: z.literal('log'), dataDir: z.string().min(1) }),
       z.strictObject({ type: z.literal('memory') }),
     ])
     .optional(),
@@ -86,7 +87,7 @@ export type ListenerEntry = z.infer<typeof listenerSchema>;
 /** The configuration the server runs with: everything resolved. */
 export interface ServerConfig {
   listeners: ListenerEntry[];
-  store: { type: 'sqlite'; dataDir: string } | { type: 'memory' };
+  store: { type: 'sqlite' | 'log'; dataDir: string } | { type: 'memory' };
   limits: NonNullable<ConfigFile['limits']>;
   allowAnonymous: boolean;
   passwordFile: string | undefined;
@@ -136,7 +137,8 @@ export function checkConfig(data: unknown, source = 'config'): ConfigFile {
 function relativeTo(config: ConfigFile, base: string): ConfigFile {
   const at = (p: string | undefined) => (p === undefined ? undefined : resolve(base, p));
   const out: ConfigFile = { ...config };
-  if (config.store?.type === 'sqlite') out.store = { type: 'sqlite', dataDir: at(config.store.dataDir)! };
+  if (config.store !== undefined && config.store.type !== 'memory')
+    out.store = { type: config.store.type, dataDir: at(config.store.dataDir)! };
   if (config.passwordFile !== undefined) out.passwordFile = at(config.passwordFile)!;
   if (config.aclFile !== undefined) out.aclFile = at(config.aclFile)!;
   if (config.tls?.keyLogFile !== undefined)
@@ -201,7 +203,9 @@ export function resolveConfig(file: ConfigFile, overrides: Overrides, cwd = proc
   if (overrides.host !== undefined) listeners = listeners.map((l) => ({ ...l, host: overrides.host! }));
 
   let store: ServerConfig['store'] = file.store ?? { type: 'sqlite', dataDir: resolve(cwd, 'data') };
-  if (overrides.dataDir !== undefined) store = { type: 'sqlite', dataDir: resolve(cwd, overrides.dataDir) };
+  // --data-dir keeps the file's durable store kind (SQLite unless it says `log`).
+  if (overrides.dataDir !== undefined)
+    store = { type: store.type === 'log' ? 'log' : 'sqlite', dataDir: resolve(cwd, overrides.dataDir) };
   if (overrides.memory === true) store = { type: 'memory' };
 
   const level = overrides.logLevel ?? file.logging?.level ?? 'info';

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { MemoryStore, type Store } from '@broker/core';
+import { LogStore } from '@broker/persistence/log';
 import { SqliteStore } from '@broker/persistence/sqlite';
 import type { TlsCertificate } from '@broker/transport';
 import type { Logger } from 'pino';
@@ -56,8 +57,10 @@ export async function startServer(
 ): Promise<RunningServer> {
   const store: Store =
     config.store.type === 'sqlite'
-      ? await SqliteStore.open({ dataDir: config.store.dataDir })
-      : new MemoryStore();
+      ? SqliteStore.open({ dataDir: config.store.dataDir })
+      : config.store.type === 'log'
+        ? LogStore.open({ dataDir: config.store.dataDir })
+        : new MemoryStore();
   const broker = new MqttBroker({
     store,
     // Keys the config left out must be absent, not undefined, for core's limits.
@@ -130,9 +133,9 @@ export async function startServer(
     logger.info(`listening: ${l.protocol}://${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`);
   }
   logger.info(
-    config.store.type === 'sqlite'
-      ? `store: SQLite in ${config.store.dataDir}`
-      : 'store: memory only (nothing survives a restart)',
+    config.store.type === 'memory'
+      ? 'store: memory only (nothing survives a restart)'
+      : `store: ${config.store.type === 'sqlite' ? 'SQLite' : 'log'} in ${config.store.dataDir}`,
   );
   let stopping: Promise<void> | undefined;
   return {

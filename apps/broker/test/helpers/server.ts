@@ -7,7 +7,7 @@ import { type RunningServer, startServer } from '../../src/server.js';
 
 /**
  * Starts a real server on 127.0.0.1 with ephemeral ports (TCP and WS unless the file says otherwise)
- * and a memory store unless `dataDir` is given. Logs go nowhere unless BROKER_TEST_LOGS is set.
+ * and a memory store unless `dataDir` is given or the file names a store. Logs go nowhere unless BROKER_TEST_LOGS is set.
  */
 export async function startTestServer(
   file: ConfigFile = {},
@@ -21,7 +21,12 @@ export async function startTestServer(
       ],
       ...file,
     },
-    options.dataDir === undefined ? { memory: true } : { dataDir: options.dataDir },
+    // The file's own store when it names one; memory otherwise.
+    options.dataDir !== undefined
+      ? { dataDir: options.dataDir }
+      : file.store === undefined
+        ? { memory: true }
+        : {},
   );
   const logger = pino({ level: process.env['BROKER_TEST_LOGS'] ? 'debug' : 'silent' });
   const server = await startServer(config, logger);
