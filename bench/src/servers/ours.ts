@@ -1,6 +1,7 @@
 /**
  * Our broker for the benchmark: the MqttBroker facade with one TCP listener on 127.0.0.1.
  * Usage: ours.ts <port> [memory|sqlite <dataDir>]. Prints "ready <port>" once listening.
+ * The durable runs ("sqlite") open SqliteStore, or LogStore with BENCH_OURS_STORE_KIND=log.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -8,21 +9,27 @@ import { MqttBroker, type MqttBrokerOptions } from '@broker/app';
 
 type Store = NonNullable<MqttBrokerOptions['store']>;
 
-/** @broker/persistence is a dependency of @broker/app, not of the bench: resolve it from there. */
-async function openSqliteStore(dataDir: string): Promise<Store> {
+/**
+ * The durable store: SqliteStore, or LogStore with BENCH_OURS_STORE_KIND=log. @broker/persistence is
+ * a dependency of @broker/app, not of the bench: resolve it from there.
+ */
+async function openDurableStore(dataDir: string): Promise<Store> {
+  const kind = process.env['BENCH_OURS_STORE_KIND'] ?? 'sqlite';
+  if (kind !== 'sqlite' && kind !== 'log') throw new Error(`BENCH_OURS_STORE_KIND=${kind}: sqlite or log`);
   const appRequire = createRequire(fileURLToPath(import.meta.resolve('@broker/app')));
-  const path = appRequire.resolve('@broker/persistence/sqlite');
-  const mod = (await import(pathToFileURL(path).href)) as {
-    SqliteStore: { open(options: { dataDir: string }): Promise<Store> };
-  };
+  const path = appRequire.resolve(`@broker/persistence/${kind}`);
+  const mod = (await import(pathToFileURL(path).href)) as Record<
+    'SqliteStore' | 'LogStore',
+    { open(options: { dataDir: string }): Store }
+  >;
   // BENCH_OURS_STORE='{"commitIntervalMs":1}': other store options for a diagnosis run (see README).
   const extra = JSON.parse(process.env['BENCH_OURS_STORE'] ?? '{}') as Record<string, unknown>;
-  return mod.SqliteStore.open({ ...extra, dataDir });
+  return mod[kind === 'log' ? 'LogStore' : 'SqliteStore'].open({ ...extra, dataDir });
 }
 
 const port = Number(process.argv[2]);
 const mode = process.argv[3] ?? 'memory';
-const store = mode === 'sqlite' ? await openSqliteStore(process.argv[4] ?? '') : undefined;
+const store = mode === 'sqlite' ? await openDurableStore(process.argv[4] ?? '') : undefined;
 // BENCH_OURS_LIMITS='{"flowControlBytes":0}': other limits for a diagnosis run (see README).
 const extraLimits = JSON.parse(process.env['BENCH_OURS_LIMITS'] ?? '{}') as MqttBrokerOptions['limits'];
 const broker = new MqttBroker({
