@@ -1,7 +1,7 @@
 import { MemoryStore, type Store } from '@broker/core';
 import { LogStore } from '@broker/persistence/log';
 import { SqliteStore } from '@broker/persistence/sqlite';
-import { runStoreConformance } from '@broker/persistence/testing';
+import { runStoreConformance, type StoreUnderTest } from '@broker/persistence/testing';
 import { removeDir, tempDir } from './helpers/temp-dir.js';
 
 // Core's MemoryStore: reopen is the same instance.
@@ -10,42 +10,34 @@ runStoreConformance('MemoryStore (core)', async () => {
   return { store, reopen: async () => store, cleanup: async () => {} };
 });
 
-// SqliteStore: reopen closes it and opens the same directory again.
-runStoreConformance('SqliteStore', async () => {
-  const dataDir = tempDir();
-  let open: SqliteStore = SqliteStore.open({ dataDir });
-  const stores: Store[] = [open];
-  return {
-    store: open,
-    reopen: async () => {
-      await open.close();
-      open = SqliteStore.open({ dataDir });
-      stores.push(open);
-      return open;
-    },
-    cleanup: async () => {
-      for (const store of stores) await store.close();
-      removeDir(dataDir);
-    },
+/** A durable store in a temp dir: reopen closes it and opens the same directory again. */
+function reopening(open: (dataDir: string) => Store): () => Promise<StoreUnderTest> {
+  return async () => {
+    const dataDir = tempDir();
+    let current = open(dataDir);
+    const stores: Store[] = [current];
+    return {
+      store: current,
+      reopen: async () => {
+        await current.close();
+        current = open(dataDir);
+        stores.push(current);
+        return current;
+      },
+      cleanup: async () => {
+        for (const store of stores) await store.close();
+        removeDir(dataDir);
+      },
+    };
   };
-});
+}
 
-// LogStore: reopen closes it and opens the same directory again.
-runStoreConformance('LogStore', async () => {
-  const dataDir = tempDir();
-  let open: LogStore = LogStore.open({ dataDir });
-  const stores: Store[] = [open];
-  return {
-    store: open,
-    reopen: async () => {
-      await open.close();
-      open = LogStore.open({ dataDir });
-      stores.push(open);
-      return open;
-    },
-    cleanup: async () => {
-      for (const store of stores) await store.close();
-      removeDir(dataDir);
-    },
-  };
-});
+runStoreConformance(
+  'SqliteStore',
+  reopening((dataDir) => SqliteStore.open({ dataDir })),
+);
+
+runStoreConformance(
+  'LogStore',
+  reopening((dataDir) => LogStore.open({ dataDir })),
+);
