@@ -183,7 +183,7 @@ export const DEFAULT_WS_PORT = 8083;
 
 /**
  * Resolves the configuration: embedded defaults (MQTT over TCP on 1883, WebSocket on 8083 at /mqtt,
- * SQLite in ./data, anonymous clients allowed), then the file, then the overrides. The flags
+ * the log store in ./data, anonymous clients allowed), then the file, then the overrides. The flags
  * --port and --ws-port replace the plain TCP and WS listeners of the defaults or the file; a
  * negative port turns that listener off.
  */
@@ -202,10 +202,10 @@ export function resolveConfig(file: ConfigFile, overrides: Overrides, cwd = proc
   replace('ws', overrides.wsPort);
   if (overrides.host !== undefined) listeners = listeners.map((l) => ({ ...l, host: overrides.host! }));
 
-  let store: ServerConfig['store'] = file.store ?? { type: 'sqlite', dataDir: resolve(cwd, 'data') };
-  // --data-dir keeps the file's durable store kind (SQLite unless it says `log`).
+  let store: ServerConfig['store'] = file.store ?? { type: 'log', dataDir: resolve(cwd, 'data') };
+  // --data-dir keeps the file's durable store kind (the log store unless it says `sqlite`).
   if (overrides.dataDir !== undefined)
-    store = { type: store.type === 'log' ? 'log' : 'sqlite', dataDir: resolve(cwd, overrides.dataDir) };
+    store = { type: store.type === 'sqlite' ? 'sqlite' : 'log', dataDir: resolve(cwd, overrides.dataDir) };
   if (overrides.memory === true) store = { type: 'memory' };
 
   const level = overrides.logLevel ?? file.logging?.level ?? 'info';

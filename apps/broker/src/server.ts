@@ -2,7 +2,8 @@
  * The runnable server: a MqttBroker built from a ServerConfig, with its store, listeners, logging,
  * users and ACLs, $SYS topics and metrics endpoint, and a graceful stop.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { MemoryStore, type Store } from '@broker/core';
 import { LogStore } from '@broker/persistence/log';
 import { SqliteStore } from '@broker/persistence/sqlite';
@@ -50,17 +51,35 @@ function certificateOf(entry: ServerConfig['listeners'][number]): TlsCertificate
   };
 }
 
+/** The durable store's file of each kind, as the stores name it by default. */
+const STORE_FILES = { log: 'broker.log', sqlite: 'broker.sqlite' } as const;
+
+/**
+ * Opens the configured store. A data folder that holds only the other kind's file is refused: opening
+ * an empty store there would start without the sessions the folder keeps (the default kind changed
+ * from SQLite to the log store, so an older folder meets this), which is worse than not starting.
+ */
+function openStore(config: ServerConfig['store']): Store {
+  if (config.type === 'memory') return new MemoryStore();
+  const other = config.type === 'log' ? 'sqlite' : 'log';
+  const has = (kind: keyof typeof STORE_FILES) => existsSync(join(config.dataDir, STORE_FILES[kind]));
+  if (!has(config.type) && has(other)) {
+    throw new Error(
+      `${config.dataDir} holds a ${other} store (${STORE_FILES[other]}), not a ${config.type} store: set ` +
+        `"store: { type: ${other}, dataDir: ... }" in the config to keep using it, or use another data directory`,
+    );
+  }
+  return config.type === 'sqlite'
+    ? SqliteStore.open({ dataDir: config.dataDir })
+    : LogStore.open({ dataDir: config.dataDir });
+}
+
 /** Starts a server. Rejects (having cleaned up) when a listener or the store cannot start. */
 export async function startServer(
   config: ServerConfig,
   logger: Logger = createLogger(config.logging),
 ): Promise<RunningServer> {
-  const store: Store =
-    config.store.type === 'sqlite'
-      ? SqliteStore.open({ dataDir: config.store.dataDir })
-      : config.store.type === 'log'
-        ? LogStore.open({ dataDir: config.store.dataDir })
-        : new MemoryStore();
+  const store: Store = openStore(config.store);
   const broker = new MqttBroker({
     store,
     // Keys the config left out must be absent, not undefined, for core's limits.

@@ -18,6 +18,34 @@ afterEach(async () => {
 });
 
 describe('store: log', () => {
+  it('is the default durable store: ./data, and --data-dir moves it; sqlite only when the config says so', () => {
+    expect(resolveConfig({}, {}, '/srv').store).toEqual({ type: 'log', dataDir: '/srv/data' });
+    expect(resolveConfig({}, { dataDir: 'elsewhere' }, '/srv').store).toEqual({
+      type: 'log',
+      dataDir: '/srv/elsewhere',
+    });
+    const sqlite = checkConfig({ store: { type: 'sqlite', dataDir: 'db' } });
+    expect(resolveConfig(sqlite, { dataDir: 'other' }, '/srv').store).toEqual({
+      type: 'sqlite',
+      dataDir: '/srv/other',
+    });
+  });
+
+  it("refuses to start on a data directory that holds the other kind's store (its sessions would be ignored)", async () => {
+    const dir = tempDir('broker-store-kind-');
+    cleanups.push(() => dir.remove());
+    const sqliteServer = await startTestServer({ store: { type: 'sqlite', dataDir: dir.path } });
+    await sqliteServer.stop();
+    expect(existsSync(join(dir.path, 'broker.sqlite'))).toBe(true);
+    await expect(startTestServer({ store: { type: 'log', dataDir: dir.path } })).rejects.toThrow(
+      /holds a sqlite store \(broker\.sqlite\), not a log store: set "store: \{ type: sqlite/,
+    );
+    expect(existsSync(join(dir.path, 'broker.log'))).toBe(false);
+    // The kind it holds still opens.
+    const again = await startTestServer({ store: { type: 'sqlite', dataDir: dir.path } });
+    await again.stop();
+  });
+
   it('is accepted by the config, and --data-dir keeps the kind', () => {
     const file = checkConfig({ store: { type: 'log', dataDir: '/srv/data' } });
     expect(resolveConfig(file, {}, '/srv').store).toEqual({ type: 'log', dataDir: '/srv/data' });
