@@ -16,6 +16,7 @@ import {
   BENCH_DIR,
   type BrokerKind,
   HAS_TASKSET,
+  isOurs,
   MOSQUITTO,
   runGenerator,
   startBroker,
@@ -58,6 +59,8 @@ const PROFILE_DIR = join(BENCH_DIR, 'profiles');
 
 type Brokers = 'ours' | 'mosquitto' | 'aedes';
 const BROKERS: Brokers[] = ['ours', 'mosquitto', 'aedes'];
+/** Our broker with a durable store: rows of these count as "ours". */
+const DURABLE = ['ours-log', 'ours-sqlite'] as const;
 
 interface Run {
   /** Key of a table row group. */
@@ -182,22 +185,43 @@ const RUNS: Run[] = [
   {
     id: 'g1',
     letter: 'g',
-    title: 'durable: b at QoS 1',
-    brokers: ['ours-durable'],
+    title: 'durable: b at QoS 1 (log store)',
+    brokers: ['ours-log'],
+    spec: (p, pid) => fanIn(1)(p, pid, true),
+  },
+  {
+    id: 'g1s',
+    letter: 'g',
+    title: 'durable: b at QoS 1 (SQLite store)',
+    brokers: ['ours-sqlite'],
     spec: (p, pid) => fanIn(1)(p, pid, true),
   },
   {
     id: 'g2',
     letter: 'g',
-    title: 'durable: b at QoS 2',
-    brokers: ['ours-durable'],
+    title: 'durable: b at QoS 2 (log store)',
+    brokers: ['ours-log'],
+    spec: (p, pid) => fanIn(2)(p, pid, true),
+  },
+  {
+    id: 'g2s',
+    letter: 'g',
+    title: 'durable: b at QoS 2 (SQLite store)',
+    brokers: ['ours-sqlite'],
     spec: (p, pid) => fanIn(2)(p, pid, true),
   },
   {
     id: 'gc',
     letter: 'g',
-    title: 'durable: c',
-    brokers: ['ours-durable'],
+    title: 'durable: c (log store)',
+    brokers: ['ours-log'],
+    spec: (p, pid) => fanOut(p, pid, true),
+  },
+  {
+    id: 'gcs',
+    letter: 'g',
+    title: 'durable: c (SQLite store)',
+    brokers: ['ours-sqlite'],
     spec: (p, pid) => fanOut(p, pid, true),
   },
 ];
@@ -316,7 +340,7 @@ const ROWS: Row[] = [
   },
   {
     run: 'g1',
-    label: 'g durable (SQLite) b QoS 1 (delivered msg/s)',
+    label: 'g durable (log) b QoS 1 (delivered msg/s)',
     unit: 'msg/s',
     higherIsBetter: true,
     value: delivered,
@@ -324,8 +348,16 @@ const ROWS: Row[] = [
     target: { text: '≥50% of memory', met: (m, mem) => atLeast(ratio(m.ours, mem), 0.5) },
   },
   {
+    run: 'g1s',
+    label: 'g durable (SQLite) b QoS 1 (delivered msg/s)',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    value: delivered,
+    memoryRow: 'b1',
+  },
+  {
     run: 'g2',
-    label: 'g durable (SQLite) b QoS 2 (delivered msg/s)',
+    label: 'g durable (log) b QoS 2 (delivered msg/s)',
     unit: 'msg/s',
     higherIsBetter: true,
     value: delivered,
@@ -333,7 +365,23 @@ const ROWS: Row[] = [
     target: { text: '≥50% of memory', met: (m, mem) => atLeast(ratio(m.ours, mem), 0.5) },
   },
   {
+    run: 'g2s',
+    label: 'g durable (SQLite) b QoS 2 (delivered msg/s)',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    value: delivered,
+    memoryRow: 'b2',
+  },
+  {
     run: 'gc',
+    label: 'g durable (log) c fan-out (delivered msg/s)',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    value: delivered,
+    memoryRow: 'c',
+  },
+  {
+    run: 'gcs',
     label: 'g durable (SQLite) c fan-out (delivered msg/s)',
     unit: 'msg/s',
     higherIsBetter: true,
@@ -386,11 +434,11 @@ function summary(r: LoadResult): string {
 
 async function runOne(run: Run, broker: BrokerKind, rep: number): Promise<Outcome> {
   const port = nextPort++;
-  const isOurs = broker === 'ours' || broker === 'ours-durable';
+  const ours = isOurs(broker);
   // One directory per run: Node writes one profile per thread (tsx's loader runs in a worker).
   const profileDir = join(PROFILE_DIR, `${run.id}-${broker}-${rep + 1}`);
-  if (profile && isOurs) mkdirSync(profileDir, { recursive: true });
-  const flags = isOurs
+  if (profile && ours) mkdirSync(profileDir, { recursive: true });
+  const flags = ours
     ? [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...oursExtraFlags]
     : [];
   let started: Awaited<ReturnType<typeof startBroker>> | undefined;
@@ -399,7 +447,7 @@ async function runOne(run: Run, broker: BrokerKind, rep: number): Promise<Outcom
       started = await startBroker(broker, port, { oursNodeFlags: flags });
     } catch (e) {
       // Our broker runs from sources that others may be editing: retry once after a pause.
-      if (!isOurs) throw e;
+      if (!ours) throw e;
       log(
         `  ${run.id} ${broker}: did not start, retrying in 5 s: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`,
       );
@@ -492,12 +540,12 @@ function fmtRatio(x: number | undefined): string {
 
 function rowMedians(row: Row, outcomes: Outcome[]): Partial<Record<Brokers, number>> {
   const m: Partial<Record<Brokers, number>> = {};
-  for (const b of [...BROKERS, 'ours-durable' as const]) {
+  for (const b of [...BROKERS, ...DURABLE]) {
     const values = outcomes
       .filter((o) => o.run === row.run && o.broker === b && o.result !== undefined)
       .map((o) => row.value(o.result!));
     const med = median(values);
-    if (med !== undefined) m[b === 'ours-durable' ? 'ours' : b] = med;
+    if (med !== undefined) m[isOurs(b) ? 'ours' : b] = med;
   }
   return m;
 }
@@ -540,11 +588,11 @@ function report(outcomes: Outcome[], ceilings: Map<string, number>, info: Record
     if (!ran.has(row.run) || (row.value !== delivered && row.run !== 'f') || row.run === 'd') continue;
     const per: Partial<Record<Brokers, number>> = {};
     const cpu: Partial<Record<Brokers, number>> = {};
-    for (const b of [...BROKERS, 'ours-durable' as const]) {
+    for (const b of [...BROKERS, ...DURABLE]) {
       const rs = outcomes.filter(
         (o) => o.run === row.run && o.broker === b && o.result?.mode === 'throughput',
       );
-      const key = b === 'ours-durable' ? 'ours' : b;
+      const key = isOurs(b) ? 'ours' : b;
       const e = median(rs.map((o) => row.value(o.result!) / tp(o.result!).brokerCpu));
       const c = median(rs.map((o) => tp(o.result!).brokerCpu));
       if (e !== undefined) per[key] = e;
@@ -634,7 +682,8 @@ Generated by \`pnpm bench:compare\` (package \`bench/\`; see bench/README.md). M
   shows medians. Each measurement follows a warm-up; rates count only the measured window.
 - Our broker runs from its TypeScript sources through tsx (esbuild transpilation at load; the code
   that runs is the same JavaScript a build would emit), with \`maxInflightMessages: 65535\` and
-  \`maxQueuedMessages: 1,000,000\`, in-memory store (g: SqliteStore). Mosquitto runs with
+  \`maxQueuedMessages: 1,000,000\`, in-memory store (g: LogStore, the app's default durable store, and SqliteStore for comparison;
+  both with \`durability: 'fsync'\`, every acknowledgement after an fdatasync). Mosquitto runs with
   \`max_queued_messages 0\`, \`max_queued_bytes 0\`, \`max_inflight_messages 0\` (no maximum),
   \`persistence false\`, \`set_tcp_nodelay true\`. Aedes runs with its defaults behind \`net.createServer\`.
 - The subscribers check every delivery: counts, duplicates and order per publisher (sequence numbers
@@ -675,7 +724,7 @@ async function main(): Promise<void> {
       const order = run.brokers.filter(
         (b) =>
           (b !== 'mosquitto' || haveMosquitto) &&
-          (onlyBrokers === undefined || onlyBrokers.has(b === 'ours-durable' ? 'ours' : b)),
+          (onlyBrokers === undefined || onlyBrokers.has(isOurs(b) ? 'ours' : b)),
       );
       // Rotate the broker order per repetition so no broker always runs first.
       const rotated = order.map((_, i) => order[(i + rep) % order.length]!);

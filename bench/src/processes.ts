@@ -12,7 +12,12 @@ export const MOSQUITTO = '/usr/sbin/mosquitto';
 export const BROKER_CPU = 0;
 export const GENERATOR_CPU = 1;
 
-export type BrokerKind = 'ours' | 'ours-durable' | 'mosquitto' | 'aedes' | 'null-sink';
+export type BrokerKind = 'ours' | 'ours-log' | 'ours-sqlite' | 'mosquitto' | 'aedes' | 'null-sink';
+
+/** Our broker, in memory or with one of its durable stores. */
+export function isOurs(kind: BrokerKind): kind is 'ours' | 'ours-log' | 'ours-sqlite' {
+  return kind === 'ours' || kind === 'ours-log' || kind === 'ours-sqlite';
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -120,13 +125,14 @@ export async function startBroker(
     case 'ours':
       command = [...NODE_TS, ...(options.oursNodeFlags ?? []), 'src/servers/ours.ts', String(port), 'memory'];
       break;
-    case 'ours-durable':
+    case 'ours-log':
+    case 'ours-sqlite':
       command = [
         ...NODE_TS,
         ...(options.oursNodeFlags ?? []),
         'src/servers/ours.ts',
         String(port),
-        'sqlite',
+        kind === 'ours-log' ? 'log' : 'sqlite',
         dir,
       ];
       break;

@@ -1,7 +1,7 @@
 /**
  * Our broker for the benchmark: the MqttBroker facade with one TCP listener on 127.0.0.1.
- * Usage: ours.ts <port> [memory|sqlite <dataDir>]. Prints "ready <port>" once listening.
- * The durable runs ("sqlite") open SqliteStore, or LogStore with BENCH_OURS_STORE_KIND=log.
+ * Usage: ours.ts <port> [memory | log <dataDir> | sqlite <dataDir>]. Prints "ready <port>" once
+ * listening. The durable runs open LogStore (the app's default durable store) or SqliteStore.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -10,12 +10,10 @@ import { MqttBroker, type MqttBrokerOptions } from '@broker/app';
 type Store = NonNullable<MqttBrokerOptions['store']>;
 
 /**
- * The durable store: SqliteStore, or LogStore with BENCH_OURS_STORE_KIND=log. @broker/persistence is
- * a dependency of @broker/app, not of the bench: resolve it from there.
+ * A durable store: LogStore or SqliteStore. @broker/persistence is a dependency of @broker/app, not of
+ * the bench: resolve it from there.
  */
-async function openDurableStore(dataDir: string): Promise<Store> {
-  const kind = process.env['BENCH_OURS_STORE_KIND'] ?? 'sqlite';
-  if (kind !== 'sqlite' && kind !== 'log') throw new Error(`BENCH_OURS_STORE_KIND=${kind}: sqlite or log`);
+async function openDurableStore(kind: 'log' | 'sqlite', dataDir: string): Promise<Store> {
   const appRequire = createRequire(fileURLToPath(import.meta.resolve('@broker/app')));
   const path = appRequire.resolve(`@broker/persistence/${kind}`);
   const mod = (await import(pathToFileURL(path).href)) as Record<
@@ -29,7 +27,8 @@ async function openDurableStore(dataDir: string): Promise<Store> {
 
 const port = Number(process.argv[2]);
 const mode = process.argv[3] ?? 'memory';
-const store = mode === 'sqlite' ? await openDurableStore(process.argv[4] ?? '') : undefined;
+if (mode !== 'memory' && mode !== 'log' && mode !== 'sqlite') throw new Error(`unknown mode ${mode}`);
+const store = mode === 'memory' ? undefined : await openDurableStore(mode, process.argv[4] ?? '');
 // BENCH_OURS_LIMITS='{"flowControlBytes":0}': other limits for a diagnosis run (see README).
 const extraLimits = JSON.parse(process.env['BENCH_OURS_LIMITS'] ?? '{}') as MqttBrokerOptions['limits'];
 const broker = new MqttBroker({
