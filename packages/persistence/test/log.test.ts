@@ -6,6 +6,7 @@ import { isPersistenceError, type PersistenceError } from '@broker/persistence';
 import { LOG_FORMAT_VERSION, LOG_MAGIC, LogStore, type LogStoreOptions } from '@broker/persistence/log';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { crc32, crc32Portable } from '../src/stores/log-format.js';
+import { startTimeOf } from '../src/stores/log-lock.js';
 import { againstMemoryStore } from './helpers/against-memory.js';
 import { eio, heldSyncs, track } from './helpers/syncs.js';
 import { removeDir, tempDir } from './helpers/temp-dir.js';
@@ -213,13 +214,19 @@ describe('LogStore recovery', () => {
   });
 });
 
+/** What a lock file of `pid` holds: the pid and, where /proc has it, its start time. */
+function lockText(pid: number): string {
+  const start = startTimeOf(pid);
+  return start === undefined ? String(pid) : `${pid} ${start}`;
+}
+
 describe('LogStore lock file', () => {
   it('refuses a second open of the same log while the first is open (PERSIST_OPEN_FAILED naming the pid), and removes the lock on close', async () => {
     const first = open();
     const error = openError();
     expect(error.code).toBe('PERSIST_OPEN_FAILED');
     expect(error.message).toContain(`in use by pid ${process.pid}`);
-    expect(readFileSync(`${logFile()}.lock`, 'utf8').trim()).toBe(String(process.pid));
+    expect(readFileSync(`${logFile()}.lock`, 'utf8').trim()).toBe(lockText(process.pid));
     await first.close();
     expect(existsSync(`${logFile()}.lock`)).toBe(false);
     await open().close();
@@ -229,7 +236,7 @@ describe('LogStore lock file', () => {
     const gone = spawnSync(process.execPath, ['-e', '']).pid;
     writeFileSync(`${logFile()}.lock`, `${gone}\n`);
     const store = open();
-    expect(readFileSync(`${logFile()}.lock`, 'utf8').trim()).toBe(String(process.pid));
+    expect(readFileSync(`${logFile()}.lock`, 'utf8').trim()).toBe(lockText(process.pid));
     await store.close();
   });
 
@@ -237,7 +244,20 @@ describe('LogStore lock file', () => {
     // pid 1 (init) is alive on any Unix; it is not us.
     writeFileSync(`${logFile()}.lock`, '1\n');
     expect(openError().message).toContain('in use by pid 1');
+    writeFileSync(`${logFile()}.lock`, `${lockText(process.ppid)}\n`);
+    expect(openError().message).toContain(`in use by pid ${process.ppid}`);
   });
+
+  it.runIf(startTimeOf(process.pid) !== undefined)(
+    'takes over a lock whose pid is alive but is another process than the one that took it (a restarted container reuses pids)',
+    async () => {
+      // The parent is alive, but it did not start at tick 1: a process that once had its pid did.
+      writeFileSync(`${logFile()}.lock`, `${process.ppid} 1\n`);
+      const store = open();
+      expect(readFileSync(`${logFile()}.lock`, 'utf8').trim()).toBe(lockText(process.pid));
+      await store.close();
+    },
+  );
 });
 
 describe('LogStore compaction', () => {

@@ -1,9 +1,11 @@
 /**
  * The LogStore's lock file: two processes must not append to one log. `<log>.lock` holds the owner's
- * pid; it is made with an exclusive create (a hard link of a file already holding the pid, so no one
- * sees it empty), removed on close, and taken over when its pid is not a live process (a crashed
- * owner). Advisory: it protects against a second broker on the same data directory, not against
- * anything that ignores it.
+ * pid and, on Linux, the owner's start time (`/proc/<pid>/stat` field 22); it is made with an exclusive
+ * create (a hard link of a file already holding them, so no one sees it empty), removed on close, and
+ * taken over when its owner is not a live process (a crashed owner). The start time is what makes that
+ * safe where pids repeat: a container restarted after a crash runs its processes under the same small
+ * pids, so a lock naming pid 1 or 7 would otherwise look held forever. Advisory: it protects against a
+ * second broker on the same data directory, not against anything that ignores it.
  */
 import { closeSync, linkSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -37,10 +39,10 @@ export function acquireLock(file: string): HeldLock {
       };
     }
     const owner = ownerOf(path);
-    if (owner !== undefined && isAlive(owner) && (owner !== process.pid || held.has(key))) {
+    if (owner !== undefined && isAlive(owner) && (owner.pid !== process.pid || held.has(key))) {
       throw new PersistenceError(
         'PERSIST_OPEN_FAILED',
-        `${file} is in use by pid ${owner} (lock file ${path}); one process per log`,
+        `${file} is in use by pid ${owner.pid} (lock file ${path}); one process per log`,
         { file },
       );
     }
@@ -49,9 +51,10 @@ export function acquireLock(file: string): HeldLock {
   throw new PersistenceError('PERSIST_OPEN_FAILED', `${file}: cannot take the lock file ${path}`, { file });
 }
 
-/** Creates `path` holding our pid, unless it exists (false then). */
+/** Creates `path` holding our pid (and start time), unless it exists (false then). */
 function createExclusive(path: string): boolean {
-  const content = `${process.pid}\n`;
+  const start = startTimeOf(process.pid);
+  const content = start === undefined ? `${process.pid}\n` : `${process.pid} ${start}\n`;
   const temporary = `${path}.${process.pid}`;
   try {
     writeFileSync(temporary, content);
@@ -84,21 +87,51 @@ function createWithoutLink(path: string, content: string): boolean {
   return true;
 }
 
-function ownerOf(path: string): number | undefined {
+/** Who a lock file names: a pid, and the start time it had when it took the lock (if recorded). */
+interface Owner {
+  pid: number;
+  start: string | undefined;
+}
+
+function ownerOf(path: string): Owner | undefined {
+  let text: string;
   try {
-    const pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
-    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+    text = readFileSync(path, 'utf8');
   } catch {
     return undefined;
   }
+  const [pidText, start] = text.trim().split(' ');
+  const pid = Number.parseInt(pidText ?? '', 10);
+  return Number.isSafeInteger(pid) && pid > 0 ? { pid, start } : undefined;
 }
 
-function isAlive(pid: number): boolean {
+/** The owner still runs: its pid is alive and, where both are known, started when it did. */
+function isAlive(owner: Owner): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    process.kill(owner.pid, 0);
   } catch (error) {
     // EPERM: it exists, owned by another user.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  if (owner.start === undefined) return true;
+  const start = startTimeOf(owner.pid);
+  // Another process under the same pid (a restarted container) does not hold the lock.
+  return start === undefined || start === owner.start;
+}
+
+/**
+ * A process's start time in clock ticks since boot (Linux `/proc/<pid>/stat` field 22), which tells a
+ * process from a later one under the same pid; undefined where there is no /proc.
+ */
+export function startTimeOf(pid: number): string | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Field 2 (the command) is in parentheses and may hold spaces: count fields after its last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const start = fields[22 - 3];
+  return start !== undefined && /^\d+$/.test(start) ? start : undefined;
 }
