@@ -12,6 +12,8 @@ import type { QoS } from './types.js';
  */
 export const CONTIGUOUS_PAYLOAD_LIMIT_BYTES = 4096;
 
+const NO_PARTS: readonly Uint8Array[] = Object.freeze([]);
+
 /**
  * One PUBLISH encoded once for many receivers (the broker's fan-out). The fixed header, topic and
  * payload are shared; what differs per receiver, the packet identifier and the DUP flag, is patched
@@ -23,43 +25,62 @@ export const CONTIGUOUS_PAYLOAD_LIMIT_BYTES = 4096;
  */
 export class PublishFrame {
   readonly qos: QoS;
-  /** Fixed header, topic and (at QoS 1 and 2) a packet identifier placeholder of 0. */
-  readonly head: Uint8Array;
-  /**
-   * The payload as the buffers to write after `head`, in order: the caller's buffer, or its parts
-   * (a payload the decoder kept as views of the chunks it arrived in). Empty for a contiguous frame.
-   */
-  readonly payloadParts: readonly Uint8Array[];
   /** Bytes of the payload. */
   readonly payloadLength: number;
   /** Where the two bytes of the packet identifier start in `head` (and `bytes`), or -1 at QoS 0. */
   readonly packetIdOffset: number;
   /** Whether `head` and the payload are separate buffers (a large payload, kept without copying). */
   readonly isSplit: boolean;
+  /** Bytes before the payload. */
+  readonly headLength: number;
+  /** The first byte of the fixed header (the DUP flag is patched into copies of it). */
+  private readonly firstByte: number;
+  /** The whole packet in one buffer: always for small payloads, built on demand for split frames. */
   private contiguous: Uint8Array | undefined;
+  /** Split frames: the head. Contiguous frames: a view of `contiguous`, made on first use. */
+  private headBytes: Uint8Array | undefined;
+  /** Split frames: the payload as the buffers it is sent in; undefined for contiguous frames. */
+  private parts: readonly Uint8Array[] | undefined;
   private joinedPayload: Uint8Array | undefined;
 
+  // Only the buffers a frame is sent from are made when it is encoded: a small message's frame is one
+  // object and one buffer (the views below are made only if asked for), since one is made per message.
+  /**
+   * @internal Made by {@link encodePublishFrame}. `bytes` is the whole packet when `isContiguous`,
+   * else the head, sent before `payload` (the caller's buffer or parts, kept as they are).
+   */
   constructor(
     qos: QoS,
-    head: Uint8Array,
-    payload: Uint8Array | readonly Uint8Array[],
     packetIdOffset: number,
-    contiguous?: Uint8Array,
+    headLength: number,
+    bytes: Uint8Array,
+    payload: Uint8Array | readonly Uint8Array[],
+    isContiguous: boolean,
   ) {
     this.qos = qos;
-    this.head = head;
     this.packetIdOffset = packetIdOffset;
-    this.contiguous = contiguous;
-    this.isSplit = contiguous === undefined;
-    if (payload instanceof Uint8Array) {
-      this.joinedPayload = payload;
-      this.payloadParts = this.isSplit ? [payload] : [];
-      this.payloadLength = payload.length;
-    } else {
-      this.joinedPayload = undefined;
-      this.payloadParts = payload;
-      this.payloadLength = partsLength(payload);
-    }
+    this.firstByte = bytes[0]!;
+    this.headLength = headLength;
+    this.isSplit = !isContiguous;
+    this.contiguous = isContiguous ? bytes : undefined;
+    this.headBytes = isContiguous ? undefined : bytes;
+    this.joinedPayload = isContiguous || !(payload instanceof Uint8Array) ? undefined : payload;
+    this.parts = isContiguous ? undefined : payload instanceof Uint8Array ? [payload] : payload;
+    this.payloadLength = payload instanceof Uint8Array ? payload.length : partsLength(payload);
+  }
+
+  /** Fixed header, topic and (at QoS 1 and 2) a packet identifier placeholder of 0. */
+  get head(): Uint8Array {
+    if (this.headBytes === undefined) this.headBytes = this.contiguous!.subarray(0, this.headLength);
+    return this.headBytes;
+  }
+
+  /**
+   * The payload as the buffers to write after `head`, in order: the caller's buffer, or its parts
+   * (a payload the decoder kept as views of the chunks it arrived in). Empty for a contiguous frame.
+   */
+  get payloadParts(): readonly Uint8Array[] {
+    return this.parts ?? NO_PARTS;
   }
 
   /**
@@ -67,18 +88,16 @@ export class PublishFrame {
    * ones, or its parts joined (once, on first access) when it was given in parts.
    */
   get payload(): Uint8Array {
-    if (this.joinedPayload === undefined) this.joinedPayload = joinParts(this.payloadParts);
+    if (this.joinedPayload === undefined) {
+      this.joinedPayload =
+        this.parts === undefined ? this.contiguous!.subarray(this.headLength) : joinParts(this.parts);
+    }
     return this.joinedPayload;
-  }
-
-  /** Bytes before the payload. */
-  get headLength(): number {
-    return this.head.length;
   }
 
   /** Bytes of the whole packet. */
   get length(): number {
-    return this.head.length + this.payloadLength;
+    return this.headLength + this.payloadLength;
   }
 
   /** The whole packet in one buffer (packet identifier 0 at QoS 1 and 2); built once for a split frame. */
@@ -110,7 +129,7 @@ export class PublishFrame {
    */
   headWithPacketId(packetId: number, dup = false): Uint8Array {
     this.checkPacketId(packetId);
-    const out = allocate(this.head.length);
+    const out = allocate(this.headLength);
     out.set(this.head);
     this.patch(out, 0, packetId, dup);
     return out;
@@ -145,7 +164,7 @@ export class PublishFrame {
       return;
     }
     target.set(this.head, offset);
-    copyParts(this.payloadParts, target, offset + this.head.length);
+    copyParts(this.payloadParts, target, offset + this.headLength);
   }
 
   private checkPacketId(packetId: number): void {
@@ -157,7 +176,7 @@ export class PublishFrame {
   }
 
   private patch(target: Uint8Array, offset: number, packetId: number, dup: boolean): void {
-    if (dup) target[offset] = this.head[0]! | 0x08;
+    if (dup) target[offset] = this.firstByte | 0x08;
     target[offset + this.packetIdOffset] = packetId >>> 8;
     target[offset + this.packetIdOffset + 1] = packetId & 0xff;
   }
@@ -198,9 +217,9 @@ export function encodePublishFrame(input: PublishFrameInput): PublishFrame {
     out[pos++] = 0;
     out[pos++] = 0;
   }
-  if (!isContiguous) return new PublishFrame(qos, out, payload, packetIdOffset);
+  if (!isContiguous) return new PublishFrame(qos, packetIdOffset, headLength, out, payload, false);
   // Small parts are copied in like one buffer; large ones are kept as they are.
   if (payload instanceof Uint8Array) out.set(payload, pos);
   else copyParts(payload, out, pos);
-  return new PublishFrame(qos, out.subarray(0, headLength), out.subarray(headLength), packetIdOffset, out);
+  return new PublishFrame(qos, packetIdOffset, headLength, out, payload, true);
 }
