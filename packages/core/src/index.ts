@@ -24,6 +24,7 @@ export type {
   SubscribedEvent,
   UnsubscribedEvent,
 } from './events.js';
+export { IntMap, type ReadonlyIntMap } from './int-map.js';
 export { type ConnectionPairOptions, createConnectionPair, type MemoryPeer } from './memory-connection.js';
 export { MemoryStore } from './memory-store.js';
 export { MessageState } from './message.js';

@@ -113,7 +113,12 @@ export class Message {
     return this;
   }
 
-  /** The encoded PUBLISH for delivery at `qos` with RETAIN `retain`, built once and cached. */
+  /** Drops the cached frames (see `frame()`); the next `frame()` encodes again. */
+  releaseFrames(): void {
+    this.frames = undefined;
+  }
+
+  /** The encoded PUBLISH for delivery at `qos` with RETAIN `retain`, built once and cached until `releaseFrames()`. */
   frame(qos: QoS, retain: boolean): PublishFrame {
     const slot = retain ? qos + 3 : qos;
     if (this.frames === undefined)

@@ -1,5 +1,6 @@
 import type { QoS } from '@broker/codec';
 import type { Client } from './engine/client.js';
+import { IntMap, type ReadonlyIntMap } from './int-map.js';
 import type { Message, MessageState } from './message.js';
 
 /** One message on its way to one session: its QoS there, packet identifier and state (1–5). */
@@ -29,6 +30,7 @@ const NO_DELIVERIES: OutboundDelivery[] = [];
 
 /** Shared, never written: what the maps of a session read as until it has put something in them. */
 const EMPTY_MAP: ReadonlyMap<never, never> = new Map<never, never>();
+const EMPTY_INT_MAP: ReadonlyIntMap<never> = new IntMap<never>();
 
 /**
  * A session (MQTT 3.1.1 section 3.1.2.4): what the broker keeps for a client id — subscriptions,
@@ -43,8 +45,9 @@ export class Session {
   client: Client | undefined = undefined;
   // The maps are made on first use: an idle client (no subscription, nothing in flight) has none.
   private subscriptionMap: Map<string, QoS> | undefined = undefined;
-  private inflightMap: Map<number, OutboundDelivery> | undefined = undefined;
-  private incomingMap: Map<number, InboundRecord> | undefined = undefined;
+  // Packet identifiers change with every message: IntMaps, not Maps (see IntMap for why).
+  private inflightMap: IntMap<OutboundDelivery> | undefined = undefined;
+  private incomingMap: IntMap<InboundRecord> | undefined = undefined;
   /** Messages waiting to be sent, oldest first; `queueHead` is the index of the oldest. */
   private queue: OutboundDelivery[] = NO_DELIVERIES;
   private queueHead = 0;
@@ -77,13 +80,13 @@ export class Session {
   }
 
   /** In-flight outgoing QoS 1/2 messages by packet identifier, in the order they were sent. */
-  get inflight(): ReadonlyMap<number, OutboundDelivery> {
-    return this.inflightMap ?? EMPTY_MAP;
+  get inflight(): ReadonlyIntMap<OutboundDelivery> {
+    return this.inflightMap ?? EMPTY_INT_MAP;
   }
 
   addInflight(delivery: OutboundDelivery): void {
     // Kept once made, even when it empties: a client that has had messages in flight will again.
-    if (this.inflightMap === undefined) this.inflightMap = new Map();
+    if (this.inflightMap === undefined) this.inflightMap = new IntMap();
     this.inflightMap.set(delivery.packetId, delivery);
   }
 
@@ -97,12 +100,12 @@ export class Session {
   }
 
   /** Incoming QoS 2 messages by packet identifier, from PUBREC until PUBREL [MQTT-4.3.3-2]. */
-  get incoming(): ReadonlyMap<number, InboundRecord> {
-    return this.incomingMap ?? EMPTY_MAP;
+  get incoming(): ReadonlyIntMap<InboundRecord> {
+    return this.incomingMap ?? EMPTY_INT_MAP;
   }
 
   addIncoming(record: InboundRecord): void {
-    if (this.incomingMap === undefined) this.incomingMap = new Map();
+    if (this.incomingMap === undefined) this.incomingMap = new IntMap();
     this.incomingMap.set(record.packetId, record);
   }
 
@@ -139,8 +142,11 @@ export class Session {
     this.queuedBytes -= delivery.message.payloadLength;
     // Compact once the consumed prefix dominates, so the array does not grow without bound.
     if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.queueHead);
+      const old = this.queue;
+      this.queue = old.slice(this.queueHead);
       this.queueHead = 0;
+      // Emptied: an array dropped in the old generation would keep what it points at alive (IntMap).
+      old.fill(undefined as unknown as OutboundDelivery);
     }
     return delivery;
   }
