@@ -464,9 +464,16 @@ describe('LogStore commits (pipelined group commit)', () => {
   });
 });
 
+/** The live state's size, counted as records come (the compaction threshold), equals a walk of it. */
+const liveSizeAgrees = (store: unknown) => {
+  const { counted, walked } = (store as LogStore).liveStateSizes;
+  expect(counted).toBe(walked);
+};
+
 againstMemoryStore('LogStore', {
   open: (dir) => LogStore.open({ dataDir: dir, durability: 'os' }),
   storedMessageIds: (_dir, reopened) => (reopened as LogStore).storedMessageIds,
+  check: liveSizeAgrees,
 });
 
 againstMemoryStore(
@@ -474,6 +481,7 @@ againstMemoryStore(
   {
     open: (dir) => LogStore.open({ dataDir: dir, durability: 'os', compactMinBytes: 1 }),
     storedMessageIds: (_dir, reopened) => (reopened as LogStore).storedMessageIds,
+    check: liveSizeAgrees,
   },
   100,
 );

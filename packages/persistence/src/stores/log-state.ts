@@ -3,7 +3,13 @@
  * compaction writes it. Committed batches and replayed frames change it through the same methods,
  * in the same order, so a reopened store holds what the closed one held.
  */
-import type { MessageSnapshot, SessionSnapshot, StoreContents, StoredMessage } from '@broker/core';
+import {
+  IntMap,
+  type MessageSnapshot,
+  type SessionSnapshot,
+  type StoreContents,
+  type StoredMessage,
+} from '@broker/core';
 import { type FrameReader, type FrameWriter, flags, LogOp, MalformedFrame } from './log-format.js';
 import type { Op, RowDelivery, RowMessage } from './ops.js';
 
@@ -25,9 +31,9 @@ interface SessionState {
   /** topic filter → QoS, in the order made. */
   subscriptions: Map<string, number>;
   /** messageId → delivery, in the order added (SqliteStore's seq): the order of delivery. */
-  outgoing: Map<number, RowDelivery>;
+  outgoing: IntMap<RowDelivery>;
   /** packetId → incoming QoS 2 record, in the order added. */
-  incoming: Map<number, IncomingRecord>;
+  incoming: IntMap<IncomingRecord>;
 }
 
 /**
@@ -39,17 +45,26 @@ interface SessionState {
  */
 export class LiveState {
   readonly sessions = new Map<string, SessionState>();
-  private readonly contents = new Map<number, Content>();
+  // Keyed by message id and packet id, changed with every message: IntMaps, not Maps (core's IntMap
+  // says why: a Map's old tables keep the young values alive and full GCs follow).
+  private readonly contents = new IntMap<Content>();
   /** topic → messageId, in the order set. */
   private readonly retained = new Map<string, number>();
   /** Content that lost its last reference in this batch: dropped at its end unless referred to again. */
   private released: number[] = [];
+  /**
+   * What compaction would write, roughly, kept up to date by every change (the walk of
+   * {@link encodedBytes}, counted as it goes): the compaction threshold compares the file with it
+   * after every commit, so a state that shrank is compacted as soon as the file is twice its size.
+   */
+  liveBytes = 0;
 
   private session(clientId: string): SessionState {
     let session = this.sessions.get(clientId);
     if (session === undefined) {
-      session = { subscriptions: new Map(), outgoing: new Map(), incoming: new Map() };
+      session = { subscriptions: new Map(), outgoing: new IntMap(), incoming: new IntMap() };
       this.sessions.set(clientId, session);
+      this.liveBytes += recordBytes(clientId);
     }
     return session;
   }
@@ -74,29 +89,43 @@ export class LiveState {
     const session = this.sessions.get(clientId);
     if (session === undefined) return;
     this.sessions.delete(clientId);
+    const perRecord = recordBytes(clientId);
+    this.liveBytes -= perRecord * (1 + session.outgoing.size + session.incoming.size);
+    for (const filter of session.subscriptions.keys()) this.liveBytes -= perRecord + filter.length;
     for (const messageId of session.outgoing.keys()) this.release(messageId);
     for (const record of session.incoming.values()) this.release(record.messageId);
   }
 
   subscriptionAdded(clientId: string, topicFilter: string, qos: number): void {
-    this.session(clientId).subscriptions.set(topicFilter, qos);
+    const subscriptions = this.session(clientId).subscriptions;
+    if (!subscriptions.has(topicFilter)) this.liveBytes += recordBytes(clientId) + topicFilter.length;
+    subscriptions.set(topicFilter, qos);
   }
 
   subscriptionRemoved(clientId: string, topicFilter: string): void {
-    this.sessions.get(clientId)?.subscriptions.delete(topicFilter);
+    if (this.sessions.get(clientId)?.subscriptions.delete(topicFilter))
+      this.liveBytes -= recordBytes(clientId) + topicFilter.length;
   }
 
   /** Content kept while anything refers to it; content nothing refers to is replaced. */
   messageAdded(message: RowMessage): void {
     const content = this.contents.get(message.messageId);
-    if (content === undefined) this.contents.set(message.messageId, { message, refs: 0 });
-    else if (content.refs === 0) content.message = message;
+    if (content === undefined) {
+      this.contents.set(message.messageId, { message, refs: 0 });
+      this.liveBytes += contentBytes(message);
+    } else if (content.refs === 0) {
+      this.liveBytes += contentBytes(message) - contentBytes(content.message);
+      content.message = message;
+    }
   }
 
   outgoingAdded(clientId: string, messageId: number, delivery: RowDelivery): void {
     const outgoing = this.session(clientId).outgoing;
     if (outgoing.has(messageId)) outgoing.set(messageId, delivery);
-    else if (this.refer(messageId)) outgoing.set(messageId, delivery);
+    else if (this.refer(messageId)) {
+      outgoing.set(messageId, delivery);
+      this.liveBytes += recordBytes(clientId);
+    }
   }
 
   outgoingChanged(clientId: string, messageId: number, delivery: RowDelivery): void {
@@ -105,7 +134,10 @@ export class LiveState {
   }
 
   outgoingRemoved(clientId: string, messageId: number): void {
-    if (this.sessions.get(clientId)?.outgoing.delete(messageId)) this.release(messageId);
+    if (this.sessions.get(clientId)?.outgoing.delete(messageId)) {
+      this.liveBytes -= recordBytes(clientId);
+      this.release(messageId);
+    }
   }
 
   incomingAdded(clientId: string, messageId: number, packetId: number, state: number, dup: number): void {
@@ -113,6 +145,7 @@ export class LiveState {
     if (!this.refer(messageId)) return;
     const previous = incoming.get(packetId);
     if (previous !== undefined) this.release(previous.messageId);
+    else this.liveBytes += recordBytes(clientId);
     incoming.set(packetId, { messageId, state, dup });
   }
 
@@ -121,6 +154,7 @@ export class LiveState {
     const record = incoming?.get(packetId);
     if (record === undefined) return;
     incoming!.delete(packetId);
+    this.liveBytes -= recordBytes(clientId);
     this.release(record.messageId);
   }
 
@@ -135,12 +169,14 @@ export class LiveState {
     const previous = this.retained.get(topic);
     this.retained.set(topic, messageId);
     if (previous !== undefined) this.release(previous);
+    else this.liveBytes += retainedBytes(topic);
   }
 
   retainedCleared(topic: string): void {
     const previous = this.retained.get(topic);
     if (previous === undefined) return;
     this.retained.delete(topic);
+    this.liveBytes -= retainedBytes(topic);
     this.release(previous);
   }
 
@@ -148,7 +184,8 @@ export class LiveState {
   endBatch(): void {
     if (this.released.length === 0) return;
     for (const messageId of this.released) {
-      if (this.contents.get(messageId)?.refs === 0) this.contents.delete(messageId);
+      const content = this.contents.get(messageId);
+      if (content?.refs === 0) this.dropContent(messageId, content);
     }
     this.released = [];
   }
@@ -161,25 +198,28 @@ export class LiveState {
   /** Drops content nothing refers to (added but never referred to): at open, as SqliteStore does. */
   dropUnreferenced(): void {
     for (const [messageId, content] of this.contents) {
-      if (content.refs === 0) this.contents.delete(messageId);
+      if (content.refs === 0) this.dropContent(messageId, content);
     }
   }
 
+  private dropContent(messageId: number, content: Content): void {
+    this.contents.delete(messageId);
+    this.liveBytes -= contentBytes(content.message);
+  }
+
   /**
-   * What compaction would write, roughly, in bytes (string lengths stand for their UTF-8 bytes): the
-   * compaction threshold compares the file with it.
+   * What compaction would write, roughly, in bytes (string lengths stand for their UTF-8 bytes),
+   * walked: {@link liveBytes} counts the same as it goes (tests check they agree).
    */
   encodedBytes(): number {
     let bytes = 0;
-    for (const content of this.contents.values()) {
-      bytes += 8 + content.message.topic.length + content.message.payload.length;
-    }
+    for (const content of this.contents.values()) bytes += contentBytes(content.message);
     for (const [clientId, session] of this.sessions) {
-      const perRecord = 6 + clientId.length;
+      const perRecord = recordBytes(clientId);
       bytes += perRecord * (1 + session.outgoing.size + session.incoming.size);
       for (const filter of session.subscriptions.keys()) bytes += perRecord + filter.length;
     }
-    for (const topic of this.retained.keys()) bytes += 6 + topic.length;
+    for (const topic of this.retained.keys()) bytes += retainedBytes(topic);
     return bytes;
   }
 
@@ -427,6 +467,17 @@ export class LiveState {
     }
     return { sessions, retained };
   }
+}
+
+// The sizes compaction writes, roughly (string lengths stand for their UTF-8 bytes).
+function contentBytes(m: RowMessage): number {
+  return 8 + m.topic.length + m.payload.length;
+}
+function recordBytes(clientId: string): number {
+  return 6 + clientId.length;
+}
+function retainedBytes(topic: string): number {
+  return 6 + topic.length;
 }
 
 /** A Uint8Array view of the stored bytes (what the port hands out), no copy. */

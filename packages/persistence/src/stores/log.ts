@@ -82,8 +82,6 @@ export class LogStore extends GroupCommitStore {
   private readonly writer = new FrameWriter();
   private readonly lock: HeldLock;
   private readonly compactMinBytes: number;
-  /** No compaction is considered before the file is larger than this. */
-  private nextCompactionCheck: number;
   /** The compaction being written: commits meanwhile (load()'s) go to both files. */
   private compacting: { fd: number; size: number } | undefined = undefined;
   private compactionCount = 0;
@@ -102,7 +100,6 @@ export class LogStore extends GroupCommitStore {
     this.state = state;
     this.lock = lock;
     this.compactMinBytes = options.compactMinBytes ?? 64 * 1024 * 1024;
-    this.nextCompactionCheck = this.compactMinBytes;
   }
 
   /**
@@ -173,6 +170,11 @@ export class LogStore extends GroupCommitStore {
     return this.state.messageIds();
   }
 
+  /** @internal Tests only: the live state's size as counted along (what compaction compares), and walked. */
+  get liveStateSizes(): { counted: number; walked: number } {
+    return { counted: this.state.liveBytes, walked: this.state.encodedBytes() };
+  }
+
   /** Bytes of the log file now: for metrics and tests. */
   get fileBytes(): number {
     return this.size;
@@ -212,16 +214,8 @@ export class LogStore extends GroupCommitStore {
   }
 
   protected override startMaintenance(): Promise<void> | undefined {
-    if (this.size <= this.nextCompactionCheck) return undefined;
-    const live = LOG_HEADER_BYTES + this.state.encodedBytes();
-    const threshold = Math.max(this.compactMinBytes, 2 * live);
-    if (this.size <= threshold) {
-      // Not worth it yet; the next look once the file grew by a quarter (the estimate walks the
-      // state, so it is not made after every commit; the state may shrink meanwhile, so the next
-      // look does not wait for the file to reach this threshold).
-      this.nextCompactionCheck = this.size + (this.size >>> 2);
-      return undefined;
-    }
+    const live = LOG_HEADER_BYTES + this.state.liveBytes;
+    if (this.size <= Math.max(this.compactMinBytes, 2 * live)) return undefined;
     return this.compact();
   }
 
@@ -260,7 +254,6 @@ export class LogStore extends GroupCommitStore {
       this.size = this.compacting.size;
       this.compacting = undefined;
       this.compactionCount++;
-      this.nextCompactionCheck = Math.max(this.compactMinBytes, this.size + (this.size >>> 2));
       // The new name must be durable before anything appended to the new file is acknowledged.
       if (durable) await syncDirectoryAsync(dirname(this.file));
     } catch (error) {

@@ -15,6 +15,8 @@ export interface StoreHarness {
   open: (dataDir: string) => Store;
   /** Ids of the message contents the reopened store holds. */
   storedMessageIds: (dataDir: string, reopened: Store) => readonly number[];
+  /** Checks of the store's own bookkeeping, on the store written to (before close) and the reopened one. */
+  check?: (store: Store) => void;
 }
 
 /**
@@ -199,8 +201,11 @@ export function againstMemoryStore(name: string, harness: StoreHarness, numRuns 
         }
         const [memory, durable] = stores as [MemoryStore, Store];
         await memory.flush();
+        await durable.flush();
+        harness.check?.(durable);
         await durable.close();
         const reopened = harness.open(dataDir);
+        harness.check?.(reopened);
         const sorted = (contents: StoreContents) => ({
           retained: contents.retained,
           sessions: [...contents.sessions].sort((x, y) => x.clientId.localeCompare(y.clientId)),
