@@ -31,7 +31,7 @@ export interface PacketDecoderOptions {
 export const PARTED_PAYLOAD_MIN_BYTES = 64 * 1024;
 
 const EMPTY = new Uint8Array(0);
-const NO_CHUNKS: Uint8Array[] = [];
+const NO_CHUNKS: Array<Uint8Array | undefined> = [];
 /**
  * One Reader for every decoder: decoding a packet is synchronous and never re-entered, so its
  * per-packet cursor need not live in each connection's decoder (idle connections stay small).
@@ -84,8 +84,14 @@ export class PacketDecoder {
   // Pending input: `head` from `headPos` on, then the chunks in `queue`, `buffered` bytes in all.
   private head: Uint8Array = EMPTY;
   private headPos = 0;
-  /** Chunks after `head`; shared empty until a packet straddles chunks, so idle decoders stay small. */
-  private queue: Uint8Array[] = NO_CHUNKS;
+  /**
+   * Chunks after `head`, from `queueStart` on; shared empty until a packet straddles chunks, so idle
+   * decoders stay small. A taken chunk's slot is cleared rather than shifted out: an array V8 copies
+   * away (to grow it) while it is in the old generation would keep the chunks it held alive until the
+   * next full GC, and received chunks are large external memory.
+   */
+  private queue: Array<Uint8Array | undefined> = NO_CHUNKS;
+  private queueStart = 0;
   private buffered = 0;
   private failure: CodecError | undefined = undefined;
 
@@ -295,6 +301,7 @@ export class PacketDecoder {
     this.head = EMPTY;
     this.headPos = 0;
     this.queue = NO_CHUNKS;
+    this.queueStart = 0;
     this.buffered = 0;
     return error;
   }
@@ -303,7 +310,9 @@ export class PacketDecoder {
     let i = this.headPos + index;
     if (i < this.head.length) return this.head[i]!;
     i -= this.head.length;
-    for (const chunk of this.queue) {
+    const queue = this.queue;
+    for (let q = this.queueStart; q < queue.length; q++) {
+      const chunk = queue[q]!;
       if (i < chunk.length) return chunk[i]!;
       i -= chunk.length;
     }
@@ -312,8 +321,19 @@ export class PacketDecoder {
 
   private shiftHead(): void {
     // The common case, one chunk consumed whole, must not touch the queue or allocate.
-    this.head = this.queue.length === 0 ? EMPTY : this.queue.shift()!;
+    const queue = this.queue;
     this.headPos = 0;
+    if (this.queueStart === queue.length) {
+      this.head = EMPTY;
+      return;
+    }
+    this.head = queue[this.queueStart]!;
+    queue[this.queueStart] = undefined;
+    this.queueStart++;
+    if (this.queueStart === queue.length) {
+      queue.length = 0;
+      this.queueStart = 0;
+    }
   }
 
   /** Copies the next `count` bytes, which straddle chunks, into one buffer and consumes them. */
