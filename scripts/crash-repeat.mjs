@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// Repeated kill -9 of a broker process (core + SqliteStore) under QoS 1 / QoS 2 load, restarted on
+// Repeated kill -9 of a broker process (core + SqliteStore or LogStore) under QoS 1 / QoS 2 load, restarted on
 // the same data directory each time; offline persistent subscribers drain at the end. Prints per-kill
 // stats and totals; exits 1 on any lost acknowledged message or QoS 2 duplicate.
 //
-//   node scripts/crash-repeat.mjs [--kills 20] [--seed N]
+//   node scripts/crash-repeat.mjs [--kills 20] [--seed N] [--store sqlite|log]
 //
 // The scenario lives in packages/persistence/test/helpers/crash-harness.ts (shared with the CI test
 // packages/persistence/test/crash-repeat.test.ts); this runs it as a program under tsx.
@@ -18,11 +18,12 @@ const { values } = parseArgs({
   options: {
     kills: { type: 'string', default: '20' },
     seed: { type: 'string' },
+    store: { type: 'string', default: 'sqlite' },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
-  console.log('usage: node scripts/crash-repeat.mjs [--kills N] [--seed S]');
+  console.log('usage: node scripts/crash-repeat.mjs [--kills N] [--seed S] [--store sqlite|log]');
   process.exit(0);
 }
 const kills = Number(values.kills);
@@ -38,6 +39,8 @@ const args = [
   '--kills',
   String(kills),
   ...(values.seed === undefined ? [] : ['--seed', values.seed]),
+  '--store',
+  values.store,
 ];
 const child = spawn(process.execPath, args, { cwd: packageDir, stdio: 'inherit' });
 // A hard bound: about 10 s per kill plus the drain, whatever happens.

@@ -1,5 +1,5 @@
 /**
- * Repeated kill -9 of a broker process (core + SqliteStore, test/fixtures/crash-broker.ts) under
+ * Repeated kill -9 of a broker process (core + SqliteStore or LogStore, test/fixtures/crash-broker.ts) under
  * continuous QoS 1 and QoS 2 load, restarted each time on the same data directory. Offline persistent
  * subscribers (clean session 0) reconnect at the end and drain: every acknowledged message must
  * arrive (zero loss) and no QoS 2 message may arrive twice.
@@ -37,6 +37,8 @@ export interface CrashRepeatOptions {
   log?: (line: string) => void;
   /** Time allowed for the final drain. Default 20 s. */
   drainMs?: number;
+  /** The durable store of the broker process. Default 'sqlite'. */
+  store?: CrashStoreKind;
 }
 
 export interface KillStats {
@@ -183,7 +185,7 @@ export async function runCrashRepeat(options: CrashRepeatOptions): Promise<Crash
   const start = async () => {
     const broker = await step(
       'broker ready',
-      startCrashBroker(dataDir, join(dir, `port-${starts++}`)).then((b) => {
+      startCrashBroker(dataDir, join(dir, `port-${starts++}`), options.store).then((b) => {
         children.push(b.child);
         return b;
       }),
@@ -372,15 +374,25 @@ export function passed(r: CrashRepeatResult): boolean {
   );
 }
 
-// As a program (scripts/crash-repeat.mjs): --kills N [--seed S]; exit 1 on loss or duplicate.
+// As a program (scripts/crash-repeat.mjs): --kills N [--seed S] [--store sqlite|log]; exit 1 on loss or
+// duplicate.
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { values } = parseArgs({
-    options: { kills: { type: 'string', default: '20' }, seed: { type: 'string' } },
+    options: {
+      kills: { type: 'string', default: '20' },
+      seed: { type: 'string' },
+      store: { type: 'string', default: 'sqlite' },
+    },
   });
+  if (values.store !== 'sqlite' && values.store !== 'log') {
+    console.error(`--store ${values.store}: sqlite or log`);
+    process.exit(2);
+  }
   const started = performance.now();
   const result = await runCrashRepeat({
     kills: Number(values.kills),
     ...(values.seed === undefined ? {} : { seed: Number(values.seed) }),
+    store: values.store,
     log: (line) => console.log(line),
   });
   console.log(`\n${summarize(result)}`);
