@@ -52,7 +52,7 @@ describe('IntMap', () => {
     const map = new IntMap<object>();
     const values = Array.from({ length: 100 }, () => ({}));
     const firstArray = (map as unknown as { slotValues: unknown[] }).slotValues;
-    values.forEach((value, key) => map.set(key, value));
+    for (const [key, value] of values.entries()) map.set(key, value);
     // It grew several times: the array it started with points at nothing.
     expect(firstArray.every((v) => v === undefined)).toBe(true);
     map.delete(7);
