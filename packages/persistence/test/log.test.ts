@@ -2,35 +2,19 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, fdatasync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StoreContents, StoredDelivery, StoredMessage } from '@broker/core';
-import { isPersistenceError, type PersistenceError } from '@broker/persistence';
+import type { PersistenceError } from '@broker/persistence';
 import { LOG_FORMAT_VERSION, LOG_MAGIC, LogStore, type LogStoreOptions } from '@broker/persistence/log';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { crc32, crc32Portable } from '../src/stores/log-format.js';
 import { startTimeOf } from '../src/stores/log-lock.js';
 import { againstMemoryStore } from './helpers/against-memory.js';
+import { storeFiles } from './helpers/store-files.js';
 import { eio, heldSyncs, track } from './helpers/syncs.js';
-import { removeDir, tempDir } from './helpers/temp-dir.js';
 
-let dataDir: string;
-const opened: LogStore[] = [];
+const files = storeFiles('LogStore', (options: LogStoreOptions) => LogStore.open(options));
+const { open, openError } = files;
 
-function open(options: Partial<LogStoreOptions> = {}): LogStore {
-  const store = LogStore.open({ dataDir, ...options });
-  opened.push(store);
-  return store;
-}
-
-function openError(options: Partial<LogStoreOptions> = {}): PersistenceError {
-  try {
-    open(options);
-  } catch (error) {
-    if (isPersistenceError(error)) return error;
-    throw error;
-  }
-  throw new Error('expected LogStore.open to fail');
-}
-
-const logFile = () => join(dataDir, 'broker.log');
+const logFile = () => join(files.dataDir, 'broker.log');
 
 const message = (
   messageId: number,
@@ -58,17 +42,9 @@ async function queue(
 const ids = (contents: StoreContents) =>
   contents.sessions.flatMap((s) => s.outgoingMessages.map((m) => m.messageId));
 
-beforeEach(() => {
-  dataDir = tempDir();
-});
-afterEach(async () => {
-  for (const store of opened.splice(0)) await store.close().catch(() => {});
-  removeDir(dataDir);
-});
-
 describe('LogStore file', () => {
   it('creates the directory and a log starting with its magic and format version, and honours fileName', async () => {
-    dataDir = join(dataDir, 'nested', 'dir');
+    files.dataDir = join(files.dataDir, 'nested', 'dir');
     await open().close();
     const bytes = readFileSync(logFile());
     expect(bytes.subarray(0, 8).toString('latin1')).toBe('MQTBLOG\n');
@@ -77,7 +53,7 @@ describe('LogStore file', () => {
     const other = open({ fileName: 'other.log' });
     other.sessionCreated('x');
     await other.close();
-    expect(statSync(join(dataDir, 'other.log')).size).toBeGreaterThan(12);
+    expect(statSync(join(files.dataDir, 'other.log')).size).toBeGreaterThan(12);
     expect(
       open({ fileName: 'other.log' })
         .load()
@@ -126,8 +102,8 @@ describe('LogStore file', () => {
   });
 
   it('PERSIST_OPEN_FAILED when the directory cannot be created', () => {
-    writeFileSync(join(dataDir, 'a-file'), '');
-    expect(openError({ dataDir: join(dataDir, 'a-file', 'sub') }).code).toBe('PERSIST_OPEN_FAILED');
+    writeFileSync(join(files.dataDir, 'a-file'), '');
+    expect(openError({ dataDir: join(files.dataDir, 'a-file', 'sub') }).code).toBe('PERSIST_OPEN_FAILED');
   });
 
   it('removes a leftover .compact (a compaction a crash interrupted) at open', async () => {
@@ -165,7 +141,7 @@ describe('LogStore recovery', () => {
     expect(whole.length).toBe(end);
     for (let cut = lastStart; cut < end; cut++) {
       writeFileSync(logFile(), whole.subarray(0, cut));
-      const store = LogStore.open({ dataDir, durability: 'os' });
+      const store = LogStore.open({ dataDir: files.dataDir, durability: 'os' });
       expect(ids(store.load())).toEqual([1, 2]);
       expect(statSync(logFile()).size).toBe(lastStart);
       await store.close();
@@ -183,9 +159,10 @@ describe('LogStore recovery', () => {
     const damaged = Buffer.from(whole);
     damaged[end - 5]! ^= 0xff;
     writeFileSync(logFile(), damaged);
-    expect(ids(open({ durability: 'os' }).load())).toEqual([1, 2]);
+    const first = open({ durability: 'os' });
+    expect(ids(first.load())).toEqual([1, 2]);
     expect(statSync(logFile()).size).toBe(lastStart);
-    await opened.pop()!.close();
+    await first.close();
     writeFileSync(logFile(), Buffer.concat([whole, Buffer.alloc(4096)]));
     expect(ids(open().load())).toEqual([1, 2, 3]);
     expect(statSync(logFile()).size).toBe(end);

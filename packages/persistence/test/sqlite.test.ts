@@ -1,7 +1,7 @@
 import { fdatasync, fstatSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Broker, ManualClock } from '@broker/core';
-import { isPersistenceError, type PersistenceError } from '@broker/persistence';
+import type { PersistenceError } from '@broker/persistence';
 import {
   compactBatch,
   SQLITE_APPLICATION_ID,
@@ -10,23 +10,19 @@ import {
 } from '@broker/persistence/sqlite';
 import { MiniClient } from '@broker/persistence/testing';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { againstMemoryStore } from './helpers/against-memory.js';
+import { storeFiles } from './helpers/store-files.js';
 import { eio, heldSyncs, track } from './helpers/syncs.js';
-import { removeDir, tempDir } from './helpers/temp-dir.js';
 
-let dataDir: string;
-const opened: SqliteStore[] = [];
-
-function open(options: Partial<Parameters<typeof SqliteStore.open>[0]> = {}): SqliteStore {
-  const store = SqliteStore.open({ dataDir, ...options });
-  opened.push(store);
-  return store;
-}
+const files = storeFiles('SqliteStore', (options: Parameters<typeof SqliteStore.open>[0]) =>
+  SqliteStore.open(options),
+);
+const { open, openError } = files;
 
 /** A second, independent connection to the store's file (what an operator's sqlite3 would see). */
 function inspect<T>(fn: (db: Database.Database) => T, fileName = 'broker.sqlite'): T {
-  const db = new Database(join(dataDir, fileName));
+  const db = new Database(join(files.dataDir, fileName));
   try {
     return fn(db);
   } finally {
@@ -37,31 +33,13 @@ function inspect<T>(fn: (db: Database.Database) => T, fileName = 'broker.sqlite'
 const count = (table: string) =>
   inspect((db) => (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n);
 
-function openError(options: Partial<Parameters<typeof SqliteStore.open>[0]> = {}): PersistenceError {
-  try {
-    open(options);
-  } catch (error) {
-    if (isPersistenceError(error)) return error;
-    throw error;
-  }
-  throw new Error('expected SqliteStore.open to fail');
-}
-
 const settle = async () => {
   for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
 };
 
-beforeEach(() => {
-  dataDir = tempDir();
-});
-afterEach(async () => {
-  for (const store of opened.splice(0)) await store.close().catch(() => {});
-  removeDir(dataDir);
-});
-
 describe('SqliteStore file', () => {
   it('creates the directory and a WAL-mode file marked with our application id and format version', async () => {
-    dataDir = join(dataDir, 'nested', 'dir');
+    files.dataDir = join(files.dataDir, 'nested', 'dir');
     const store = open();
     await store.close();
     inspect((db) => {
@@ -81,7 +59,7 @@ describe('SqliteStore file', () => {
   });
 
   it('PERSIST_CORRUPT_FILE naming the file for a file that is not a SQLite database, leaving it untouched', () => {
-    const file = join(dataDir, 'broker.sqlite');
+    const file = join(files.dataDir, 'broker.sqlite');
     const junk = 'this is not a database, it is a text file that happens to be here\n'.repeat(100);
     writeFileSync(file, junk);
     const error = openError();
@@ -112,13 +90,13 @@ describe('SqliteStore file', () => {
     inspect((db) => db.pragma(`user_version = ${SQLITE_FORMAT_VERSION + 1}`));
     const error = openError();
     expect(error.code).toBe('PERSIST_SCHEMA_UNSUPPORTED');
-    expect(error.file).toBe(join(dataDir, 'broker.sqlite'));
+    expect(error.file).toBe(join(files.dataDir, 'broker.sqlite'));
     expect(error.message).toMatch(/format version 2/);
   });
 
   it('PERSIST_OPEN_FAILED when the directory cannot be created', () => {
-    writeFileSync(join(dataDir, 'a-file'), '');
-    const error = openError({ dataDir: join(dataDir, 'a-file', 'sub') });
+    writeFileSync(join(files.dataDir, 'a-file'), '');
+    const error = openError({ dataDir: join(files.dataDir, 'a-file', 'sub') });
     expect(error.code).toBe('PERSIST_OPEN_FAILED');
   });
 });
@@ -455,7 +433,7 @@ describe('SqliteStore durability (pipelined group commit)', () => {
       const flushed = store.flush();
       await syncs.started(round);
       const { fd, release } = syncs.calls[round - 1]!;
-      expect(fstatSync(fd).ino).toBe(statSync(join(dataDir, 'broker.sqlite-wal')).ino);
+      expect(fstatSync(fd).ino).toBe(statSync(join(files.dataDir, 'broker.sqlite-wal')).ino);
       expect(fstatSync(fd).nlink).toBe(1);
       release();
       await flushed;
@@ -463,8 +441,8 @@ describe('SqliteStore durability (pipelined group commit)', () => {
     expect(store.syncs).toBe(4);
     expect(count('outgoing')).toBe(400);
     // A checkpoint did run (the main file only grows by one) and the WAL was reused, not appended to.
-    expect(statSync(join(dataDir, 'broker.sqlite')).size).toBeGreaterThan(4 * 1024 * 1024);
-    expect(statSync(join(dataDir, 'broker.sqlite-wal')).size).toBeLessThan(400 * 16 * 1024);
+    expect(statSync(join(files.dataDir, 'broker.sqlite')).size).toBeGreaterThan(4 * 1024 * 1024);
+    expect(statSync(join(files.dataDir, 'broker.sqlite-wal')).size).toBeLessThan(400 * 16 * 1024);
   });
 
   it('starts the sync only after the commit is written: in the sync, another connection sees the batch', async () => {
