@@ -46,6 +46,10 @@ export interface StoreContents {
  *   or 2 PUBLISH that reached a persistent session or the retained set.
  * - A message is recorded with `messageAdded` once, before the first delivery or incoming record
  *   that refers to it; the store drops it when nothing refers to it any more.
+ * - The payload of `messageAdded` and `retainedSet` is handed over: the caller never changes those
+ *   bytes afterwards, so a store may keep them by reference instead of copying them (core's payloads
+ *   are its own copies, never written after they are taken). A `sessionReplaced` snapshot is not
+ *   handed over: it comes from an application.
  */
 export interface Store {
   load(): StoreContents | Promise<StoreContents>;

@@ -30,8 +30,9 @@ export type Op =
   | { kind: 'sessionReplaced'; snapshot: SessionSnapshot };
 
 /**
- * A message as a store keeps it: the payload copied into a Buffer (from Node's pool: a fast copy,
- * the caller's bytes may be views that change), booleans as 0/1 (as bound to SQLite).
+ * A message as a store keeps it: the payload as a Buffer (what SQLite binds), booleans as 0/1 (as
+ * bound to SQLite). The payload is the caller's bytes, not a copy: the Store port hands them over
+ * (the caller never changes them afterwards).
  */
 export interface RowMessage {
   messageId: number;
@@ -52,10 +53,14 @@ export function rowMessage(m: StoredMessage): RowMessage {
   return {
     messageId: m.messageId,
     topic: m.topic,
-    payload: Buffer.from(m.payload),
+    payload: asBuffer(m.payload),
     qos: m.qos,
     retain: m.retain ? 1 : 0,
   };
+}
+/** The same bytes as a Buffer (a view, not a copy). */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 export function rowDelivery(d: StoredDelivery): RowDelivery {
   return { qos: d.qos, retain: d.retain ? 1 : 0, packetId: d.packetId, state: d.state, dup: d.dup ? 1 : 0 };
