@@ -40,6 +40,21 @@ export type MessageState = (typeof MessageState)[keyof typeof MessageState];
  * PUBLISH is encoded at most once per QoS (and retain flag) and shared by every receiver
  * [ARCHITECTURE: encode a fan-out once].
  */
+/** A client holding acknowledgements until what they promise is stored (core's `Client`). */
+export interface AckWaiter {
+  /** Sends the held acknowledgements that may go now, in order. */
+  releaseAcks(): void;
+}
+
+/**
+ * Whether the acknowledgement of a received message promises nothing a crash could lose any more:
+ * no recorded delivery of it is pending, and it is not a retained message (whose storage is what the
+ * acknowledgement promises).
+ */
+export function isSettled(message: Message): boolean {
+  return message.unsettledDeliveries === 0 && !message.retain;
+}
+
 export class Message {
   /** Broker-wide unique id (the reference's MessageId). */
   readonly id: number;
@@ -55,6 +70,15 @@ export class Message {
    * this message: its content is recorded with the first and may be dropped by the store after the last.
    */
   storeReferences = 0;
+  /**
+   * Deliveries of this message recorded in the store (to persistent sessions) and not completed or
+   * dropped yet. While any remain, the publisher's PUBACK or PUBREC waits for the store's commit.
+   * Once none do (every persistent subscriber acknowledged it), nothing about the message needs to
+   * survive a crash any more, and the acknowledgement may go before the commit (see `Client.sendAck`).
+   */
+  unsettledDeliveries = 0;
+  /** Whose acknowledgement of this message waits for a commit, until it is sent. */
+  ackWaiter: AckWaiter | undefined = undefined;
   private isOwned: boolean;
   private frames: Array<PublishFrame | undefined> | undefined = undefined;
   /**

@@ -42,6 +42,107 @@ describe('durability through the Store port', () => {
     ]);
   });
 
+  it('[MQTT-4.3.2-2] sends PUBACK before the commit once every persistent subscriber acknowledged the message', async () => {
+    const store = new GatedStore();
+    const { broker } = makeBroker({ store });
+    await broker.restore();
+    const subs = ['s1', 's2'].map((id) => {
+      const sub = connected(broker, id, { cleanSession: false });
+      sub.subscribe('d/#', 1);
+      sub.take();
+      return sub;
+    });
+    const pub = connected(broker, 'pub');
+    pub.publish('d/1', 'one', 1, { packetId: 1 });
+    expect(pub.take()).toEqual([]); // recorded for two persistent sessions: held
+    const [first, second] = subs.map((sub) => sub.takePublishes()[0]!);
+    subs[0]!.puback(first!.packetId!);
+    expect(pub.take()).toEqual([]); // one delivery still pending
+    subs[1]!.puback(second!.packetId!);
+    // Delivered and acknowledged everywhere: nothing a crash could lose, no commit to wait for.
+    expect(pub.take()).toEqual([{ type: 'puback', packetId: 1 }]);
+    await store.commit();
+    expect(pub.take()).toEqual([]);
+  });
+
+  it("[MQTT-4.6.0-2] a settled message's PUBACK does not overtake an earlier one that still waits for the commit", async () => {
+    const store = new GatedStore();
+    const { broker } = makeBroker({ store });
+    await broker.restore();
+    const sub = connected(broker, 'sub', { cleanSession: false });
+    sub.subscribe('d/#', 1);
+    sub.take();
+    const pub = connected(broker, 'pub');
+    pub.publish('d/1', 'one', 1, { packetId: 1 });
+    pub.publish('d/2', 'two', 1, { packetId: 2 });
+    pub.publish('d/3', 'three', 1, { packetId: 3 });
+    const deliveries = sub.takePublishes();
+    expect(deliveries.map((d) => d.payload)).toEqual(['one', 'two', 'three']);
+    sub.puback(deliveries[1]!.packetId!); // the second is settled, the first is not
+    expect(pub.take()).toEqual([]);
+    sub.puback(deliveries[0]!.packetId!); // now both are, in order; the third still waits
+    expect(pub.take()).toEqual([
+      { type: 'puback', packetId: 1 },
+      { type: 'puback', packetId: 2 },
+    ]);
+    await store.commit();
+    expect(pub.take()).toEqual([{ type: 'puback', packetId: 3 }]);
+  });
+
+  it('[MQTT-3.3.1-5] holds the PUBACK of a retained message until the commit, even when every subscriber acknowledged it', async () => {
+    const store = new GatedStore();
+    const { broker } = makeBroker({ store });
+    await broker.restore();
+    const sub = connected(broker, 'sub', { cleanSession: false });
+    sub.subscribe('r/#', 1);
+    sub.take();
+    const pub = connected(broker, 'pub');
+    pub.publish('r/1', 'kept', 1, { packetId: 4, retain: true });
+    sub.puback(sub.takePublishes()[0]!.packetId!);
+    expect(pub.take()).toEqual([]); // the retained message itself must be stored
+    await store.commit();
+    expect(pub.take()).toEqual([{ type: 'puback', packetId: 4 }]);
+  });
+
+  it('[MQTT-4.3.3-2] sends PUBREC before the commit once the persistent subscriber completed its QoS 2 delivery', async () => {
+    const store = new GatedStore();
+    const { broker } = makeBroker({ store });
+    await broker.restore();
+    const sub = connected(broker, 'sub', { cleanSession: false });
+    sub.subscribe('q/#', 2);
+    sub.take();
+    const pub = connected(broker, 'pub', { cleanSession: false });
+    pub.publish('q/1', 'once', 2, { packetId: 5 });
+    expect(pub.take()).toEqual([]);
+    const delivery = sub.takePublishes()[0]!;
+    sub.pubrec(delivery.packetId!);
+    expect(sub.take()).toEqual([{ type: 'pubrel', packetId: delivery.packetId }]);
+    expect(pub.take()).toEqual([]); // awaiting PUBCOMP: not settled
+    sub.pubcomp(delivery.packetId!);
+    expect(pub.take()).toEqual([{ type: 'pubrec', packetId: 5 }]);
+    pub.pubrel(5);
+    expect(pub.take()).toEqual([{ type: 'pubcomp', packetId: 5 }]);
+    await store.commit();
+    expect(pub.take()).toEqual([]);
+  });
+
+  it('releases a held PUBACK when the persistent session it waited for is discarded (clean session)', async () => {
+    const store = new GatedStore();
+    const { broker } = makeBroker({ store });
+    await broker.restore();
+    const sub = connected(broker, 'sub', { cleanSession: false });
+    sub.subscribe('d/#', 1);
+    sub.take();
+    sub.peer.close(); // offline: the message is queued for it
+    const pub = connected(broker, 'pub');
+    pub.publish('d/1', 'one', 1, { packetId: 6 });
+    expect(pub.take()).toEqual([]);
+    // The session is discarded: the message is owed to no one any more.
+    connected(broker, 'sub', { cleanSession: true });
+    expect(pub.take()).toEqual([{ type: 'puback', packetId: 6 }]);
+    await store.commit();
+  });
+
   it('acknowledges at once when nothing durable was recorded', () => {
     const { broker } = makeBroker({ store: new GatedStore() });
     const pub = connected(broker, 'pub');

@@ -194,10 +194,12 @@ export class Broker {
     };
     if (isNew) {
       this.referStored(delivery.message);
+      delivery.message.unsettledDeliveries++;
       store.outgoingAdded(session.clientId, delivery.message.id, stored);
     } else if (delivery.state === MessageState.Done) {
       delivery.message.storeReferences--;
       store.outgoingRemoved(session.clientId, delivery.message.id);
+      settleDelivery(delivery.message);
     } else {
       store.outgoingChanged(session.clientId, delivery.message.id, stored);
     }
@@ -410,8 +412,14 @@ export class Broker {
   private removeSession(session: Session): void {
     if (this.store !== undefined && !session.isClean) {
       this.store.sessionRemoved(session.clientId);
-      for (const d of session.inflight.values()) d.message.storeReferences--;
-      for (const d of session.queued()) d.message.storeReferences--;
+      for (const d of session.inflight.values()) {
+        d.message.storeReferences--;
+        settleDelivery(d.message);
+      }
+      for (const d of session.queued()) {
+        d.message.storeReferences--;
+        settleDelivery(d.message);
+      }
       for (const r of session.incoming.values()) r.message.storeReferences--;
     }
     for (const filter of session.subscriptions.keys()) this.subscriptionTree.remove(filter, session);
@@ -699,7 +707,7 @@ export class Broker {
     if (qos === 1) {
       // [MQTT-4.3.2-2] acknowledge with PUBACK carrying the same packet identifier, once what it
       // promises is stored.
-      client.sendAck(encodeAck('puback', packetId), this.commitSince(recordsBefore));
+      client.sendAck(encodeAck('puback', packetId), this.commitSince(recordsBefore), message);
       this.incomingStatus(client, session, message, packet.dup, packetId, MessageState.Done);
     } else if (qos === 2) {
       // [MQTT-4.3.3-2] remember the identifier until PUBREL, answer PUBREC.
@@ -720,7 +728,7 @@ export class Broker {
           packet.dup,
         );
       }
-      client.sendAck(encodeAck('pubrec', packetId), this.commitSince(recordsBefore));
+      client.sendAck(encodeAck('pubrec', packetId), this.commitSince(recordsBefore), message);
       this.incomingStatus(client, session, message, packet.dup, packetId, MessageState.AwaitingPubrel);
     }
     if (qos < 2 && this.emitter.has('messageReceived')) {
@@ -1515,4 +1523,13 @@ function isPromiseLike<T>(value: Decision<T>): value is Promise<T> {
 
 function truncate(text: string): string {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/**
+ * One recorded delivery of `message` completed or dropped: when it was the last, the publisher's
+ * acknowledgement held for it may go (see `Client.sendAck`).
+ */
+function settleDelivery(message: Message): void {
+  if (message.unsettledDeliveries > 0 && --message.unsettledDeliveries === 0)
+    message.ackWaiter?.releaseAcks();
 }

@@ -10,6 +10,7 @@ import {
   type SubscribePacket,
   type UnsubscribePacket,
 } from '@broker/codec';
+import { isSettled, type Message } from '../message.js';
 import type { Connection, ConnectionHandler } from '../ports.js';
 import type { Session } from '../session.js';
 import type { Broker } from './broker.js';
@@ -31,8 +32,21 @@ export interface StoredWill {
   retain: boolean;
 }
 
+/**
+ * Acknowledgements that share one commit, in the order of their PUBLISH packets; `messages[i]` is the
+ * message `acks[i]` acknowledges (undefined for one that waits for nothing but its turn).
+ */
+interface AckGroup {
+  commit: Promise<void>;
+  acks: Uint8Array[];
+  messages: Array<Message | undefined>;
+  /** How many of `acks` were sent (a prefix may go before the commit, see `Client.sendAck`). */
+  released: number;
+  isCommitted: boolean;
+}
+
 /** Shared by every client until one needs a list of its own (idle connections stay small). */
-const NO_ACK_GROUPS: Array<{ commit: Promise<void>; acks: Uint8Array[]; isCommitted: boolean }> = [];
+const NO_ACK_GROUPS: AckGroup[] = [];
 
 // Packets with no content are encoded once.
 const PINGRESP = encode({ type: 'pingresp' });
@@ -65,8 +79,7 @@ export class Client implements ConnectionHandler {
    * one commit, oldest first. Later acknowledgements queue behind them, so the order of PUBACKs and
    * PUBRECs follows the order of the PUBLISH packets [MQTT-4.6.0-2] [MQTT-4.6.0-3].
    */
-  private ackGroups: Array<{ commit: Promise<void>; acks: Uint8Array[]; isCommitted: boolean }> =
-    NO_ACK_GROUPS;
+  private ackGroups: AckGroup[] = NO_ACK_GROUPS;
   /** A decision is pending: packets wait in the decoder so they are handled in order. */
   private isBusy = false;
   /** Backlogged subscribers holding this publisher (publisher flow control): read nothing while > 0. */
@@ -137,19 +150,32 @@ export class Client implements ConnectionHandler {
    * Sends an acknowledgement, after `commit` resolves when one is given (the store has made durable
    * what the acknowledgement promises), and never before an acknowledgement still waiting.
    */
-  sendAck(bytes: Uint8Array, commit: Promise<void> | undefined): void {
+  /**
+   * Sends an acknowledgement once the commit it waits for (if any) resolves, after those before it.
+   * One of a received message (`message`) may go before its commit: as soon as the message is
+   * settled (see `isSettled`), that is, every persistent session it was recorded for acknowledged it
+   * already, so a crash could lose nothing the acknowledgement promises. With an online persistent
+   * subscriber that is the common case, and the publisher's acknowledgement then waits for that
+   * subscriber's instead of for an fsync.
+   */
+  sendAck(bytes: Uint8Array, commit: Promise<void> | undefined, message?: Message): void {
     const groups = this.ackGroups;
     const last = groups[groups.length - 1];
-    if (commit === undefined) {
+    if (commit === undefined || (message !== undefined && isSettled(message))) {
       if (last === undefined) this.send(bytes);
-      else last.acks.push(bytes);
+      else {
+        last.acks.push(bytes);
+        last.messages.push(undefined);
+      }
       return;
     }
+    if (message !== undefined) message.ackWaiter = this;
     if (last !== undefined && last.commit === commit) {
       last.acks.push(bytes);
+      last.messages.push(message);
       return;
     }
-    const group = { commit, acks: [bytes], isCommitted: false };
+    const group: AckGroup = { commit, acks: [bytes], messages: [message], released: 0, isCommitted: false };
     // Allocated on first use: most connections never wait for a commit.
     if (groups === NO_ACK_GROUPS) this.ackGroups = [group];
     else groups.push(group);
@@ -162,10 +188,23 @@ export class Client implements ConnectionHandler {
     );
   }
 
-  private releaseAcks(): void {
+  /**
+   * Sends, oldest first, the held acknowledgements that may go: those whose commit resolved, and
+   * before it those whose message is settled, up to the first that must still wait.
+   */
+  releaseAcks(): void {
     const groups = this.ackGroups;
-    while (groups.length > 0 && groups[0]!.isCommitted) {
-      for (const ack of groups.shift()!.acks) this.send(ack);
+    while (groups.length > 0) {
+      const group = groups[0]!;
+      const { acks, messages } = group;
+      while (group.released < acks.length) {
+        const message = messages[group.released];
+        if (!group.isCommitted && message !== undefined && !isSettled(message)) return;
+        if (message !== undefined) message.ackWaiter = undefined;
+        this.send(acks[group.released]!);
+        group.released++;
+      }
+      groups.shift();
     }
   }
 
