@@ -178,4 +178,45 @@ describe.each([
       'crash/retained/b=retained-b': true,
     });
   }, 30_000);
+
+  it('an acknowledgement sent before the commit (every persistent subscriber had acknowledged) loses nothing under kill -9', async () => {
+    // Core acknowledges a PUBLISH before its commit once every persistent session it was recorded
+    // for acknowledged it: here an online subscriber does so within the fsync. Whatever the
+    // publisher saw acknowledged must have reached that subscriber, before the kill or after it.
+    dataDir = tempDir('broker-crash-online-');
+    const first = await step('first broker ready', startBroker(dataDir, kind), 12_000);
+    const counts = new Map<string, number>();
+    const count = (payload: Buffer) => {
+      const text = payload.toString();
+      counts.set(text, (counts.get(text) ?? 0) + 1);
+    };
+    const online = connect(first.port, 'crash-online', false);
+    await step('online subscriber connected', connected(online));
+    await step('online subscribed', online.subscribeAsync('online/#', { qos: 1 }));
+    online.on('message', (_topic, payload) => count(payload));
+    const publisher = connect(first.port, 'crash-pub-online', true);
+    await step('publisher connected', connected(publisher));
+    const acknowledged = Array.from({ length: N }, (_, i) =>
+      publisher.publishAsync('online/q1', `o-${i}`, { qos: 1 }),
+    );
+    await step('every PUBLISH acknowledged', Promise.all(acknowledged));
+    await step('first broker killed', kill9(first.child));
+    online.end(true);
+    publisher.end(true);
+
+    const second = await step('second broker ready', startBroker(dataDir, kind), 12_000);
+    const back = connect(second.port, 'crash-online', false);
+    back.on('message', (_topic, payload) => count(payload));
+    const missing = () => Array.from({ length: N }, (_, i) => `o-${i}`).filter((text) => !counts.has(text));
+    await step('session back', connected(back));
+    await step(
+      'every acknowledged message received, before or after the kill',
+      (async () => {
+        while (missing().length > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      })(),
+    ).catch((error: Error) => {
+      throw new Error(`${error.message} (missing: ${missing().slice(0, 10).join(', ')})`);
+    });
+    expect(missing()).toEqual([]);
+  }, 30_000);
 });
