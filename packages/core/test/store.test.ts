@@ -121,9 +121,23 @@ describe('durability through the Store port', () => {
     sub.pubcomp(delivery.packetId!);
     expect(pub.take()).toEqual([{ type: 'pubrec', packetId: 5 }]);
     pub.pubrel(5);
-    expect(pub.take()).toEqual([{ type: 'pubcomp', packetId: 5 }]);
+    expect(pub.take()).toEqual([]); // a persistent publisher's PUBCOMP waits for the commit (see below)
     await store.commit();
-    expect(pub.take()).toEqual([]);
+    expect(pub.take()).toEqual([{ type: 'pubcomp', packetId: 5 }]);
+  });
+
+  it('[MQTT-4.3.3-2] a persistent session gets PUBCOMP only once the store has forgotten the packet identifier', async () => {
+    const store = new GatedStore();
+    const { broker } = makeBroker({ store });
+    await broker.restore();
+    const pub = connected(broker, 'pub', { cleanSession: false });
+    pub.publish('nobody/persistent', 'x', 2, { packetId: 7 });
+    // Recorded (the identifier is held) but owed to no persistent session: PUBREC need not wait.
+    expect(pub.take()).toEqual([{ type: 'pubrec', packetId: 7 }]);
+    pub.pubrel(7);
+    expect(pub.take()).toEqual([]); // PUBCOMP frees the identifier: not before that is stored
+    await store.commit();
+    expect(pub.take()).toEqual([{ type: 'pubcomp', packetId: 7 }]);
   });
 
   it('releases a held PUBACK when the persistent session it waited for is discarded (clean session)', async () => {

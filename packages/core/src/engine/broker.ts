@@ -747,17 +747,21 @@ export class Broker {
   handlePubrel(client: Client, packetId: number): void {
     const session = client.session!;
     const record = session.incoming.get(packetId);
+    const recordsBefore = this.storeRecords;
     if (record !== undefined) {
       record.state = MessageState.PubrelReceived;
       this.incomingStatus(client, session, record.message, record.dup, packetId, MessageState.PubrelReceived);
       session.removeIncoming(packetId);
       if (this.store !== undefined && !session.isClean) {
+        this.storeRecords++;
         this.store.incomingRemoved(session.clientId, packetId);
         record.message.storeReferences--;
       }
     }
-    // [MQTT-4.3.3-2] answer PUBREL with PUBCOMP, also for an identifier no longer known.
-    client.sendAck(encodeAck('pubcomp', packetId), undefined);
+    // [MQTT-4.3.3-2] answer PUBREL with PUBCOMP, also for an identifier no longer known; for a
+    // persistent session once the store has forgotten the identifier: PUBCOMP frees it for the
+    // client's next message, which a restart still holding it would take for a re-send and drop.
+    client.sendAck(encodeAck('pubcomp', packetId), this.commitSince(recordsBefore));
     if (record !== undefined) {
       this.incomingStatus(client, session, record.message, record.dup, packetId, MessageState.Done);
       if (this.emitter.has('messageReceived')) {

@@ -33,13 +33,16 @@ export interface StoredWill {
 }
 
 /**
- * Acknowledgements that share one commit, in the order of their PUBLISH packets; `messages[i]` is the
- * message `acks[i]` acknowledges (undefined for one that waits for nothing but its turn).
+ * What a held acknowledgement waits for besides its turn: nothing ('turn'); the commit ('commit');
+ * or the commit or else its message being settled (the Message: see `Client.sendAck`).
  */
+type AckHold = Message | 'turn' | 'commit';
+
+/** Acknowledgements that share one commit, in the order they were made; `holds[i]` is what `acks[i]` waits for. */
 interface AckGroup {
   commit: Promise<void>;
   acks: Uint8Array[];
-  messages: Array<Message | undefined>;
+  holds: AckHold[];
   /** How many of `acks` were sent (a prefix may go before the commit, see `Client.sendAck`). */
   released: number;
   isCommitted: boolean;
@@ -165,17 +168,21 @@ export class Client implements ConnectionHandler {
       if (last === undefined) this.send(bytes);
       else {
         last.acks.push(bytes);
-        last.messages.push(undefined);
+        last.holds.push('turn');
       }
       return;
     }
-    if (message !== undefined) message.ackWaiter = this;
+    let hold: AckHold = 'commit';
+    if (message !== undefined) {
+      message.ackWaiter = this;
+      hold = message;
+    }
     if (last !== undefined && last.commit === commit) {
       last.acks.push(bytes);
-      last.messages.push(message);
+      last.holds.push(hold);
       return;
     }
-    const group: AckGroup = { commit, acks: [bytes], messages: [message], released: 0, isCommitted: false };
+    const group: AckGroup = { commit, acks: [bytes], holds: [hold], released: 0, isCommitted: false };
     // Allocated on first use: most connections never wait for a commit.
     if (groups === NO_ACK_GROUPS) this.ackGroups = [group];
     else groups.push(group);
@@ -196,11 +203,11 @@ export class Client implements ConnectionHandler {
     const groups = this.ackGroups;
     while (groups.length > 0) {
       const group = groups[0]!;
-      const { acks, messages } = group;
+      const { acks, holds } = group;
       while (group.released < acks.length) {
-        const message = messages[group.released];
-        if (!group.isCommitted && message !== undefined && !isSettled(message)) return;
-        if (message !== undefined) message.ackWaiter = undefined;
+        const hold = holds[group.released]!;
+        if (!group.isCommitted && hold !== 'turn' && (hold === 'commit' || !isSettled(hold))) return;
+        if (typeof hold === 'object') hold.ackWaiter = undefined;
         this.send(acks[group.released]!);
         group.released++;
       }
