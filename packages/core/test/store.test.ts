@@ -22,14 +22,34 @@ class GatedStore extends MemoryStore {
   }
 }
 
+/** A broker on a GatedStore, restored and ready. */
+async function gatedBroker(): Promise<{
+  store: GatedStore;
+  broker: ReturnType<typeof makeBroker>['broker'];
+}> {
+  const store = new GatedStore();
+  const { broker } = makeBroker({ store });
+  await broker.restore();
+  return { store, broker };
+}
+
+/** A client with a persistent session (clean session 0), subscribed to `filter`, SUBACK taken. */
+function persistentSubscriber(
+  broker: ReturnType<typeof makeBroker>['broker'],
+  clientId: string,
+  filter: string,
+  qos: 0 | 1 | 2,
+): ReturnType<typeof connected> {
+  const sub = connected(broker, clientId, { cleanSession: false });
+  sub.subscribe(filter, qos);
+  sub.take();
+  return sub;
+}
+
 describe('durability through the Store port', () => {
   it('holds PUBACK for a message that reached a persistent session until the store commits, keeping ack order [MQTT-4.6.0-2]', async () => {
-    const store = new GatedStore();
-    const { broker } = makeBroker({ store });
-    await broker.restore();
-    const sub = connected(broker, 'durable-sub', { cleanSession: false });
-    sub.subscribe('d/#', 1);
-    sub.take();
+    const { store, broker } = await gatedBroker();
+    const sub = persistentSubscriber(broker, 'durable-sub', 'd/#', 1);
     sub.peer.close(); // offline: messages to it are stored
     const pub = connected(broker, 'pub');
     pub.publish('d/1', 'one', 1, { packetId: 1 });
@@ -43,15 +63,8 @@ describe('durability through the Store port', () => {
   });
 
   it('[MQTT-4.3.2-2] sends PUBACK before the commit once every persistent subscriber acknowledged the message', async () => {
-    const store = new GatedStore();
-    const { broker } = makeBroker({ store });
-    await broker.restore();
-    const subs = ['s1', 's2'].map((id) => {
-      const sub = connected(broker, id, { cleanSession: false });
-      sub.subscribe('d/#', 1);
-      sub.take();
-      return sub;
-    });
+    const { store, broker } = await gatedBroker();
+    const subs = ['s1', 's2'].map((id) => persistentSubscriber(broker, id, 'd/#', 1));
     const pub = connected(broker, 'pub');
     pub.publish('d/1', 'one', 1, { packetId: 1 });
     expect(pub.take()).toEqual([]); // recorded for two persistent sessions: held
@@ -66,12 +79,8 @@ describe('durability through the Store port', () => {
   });
 
   it("[MQTT-4.6.0-2] a settled message's PUBACK does not overtake an earlier one that still waits for the commit", async () => {
-    const store = new GatedStore();
-    const { broker } = makeBroker({ store });
-    await broker.restore();
-    const sub = connected(broker, 'sub', { cleanSession: false });
-    sub.subscribe('d/#', 1);
-    sub.take();
+    const { store, broker } = await gatedBroker();
+    const sub = persistentSubscriber(broker, 'sub', 'd/#', 1);
     const pub = connected(broker, 'pub');
     pub.publish('d/1', 'one', 1, { packetId: 1 });
     pub.publish('d/2', 'two', 1, { packetId: 2 });
@@ -90,12 +99,8 @@ describe('durability through the Store port', () => {
   });
 
   it('[MQTT-3.3.1-5] holds the PUBACK of a retained message until the commit, even when every subscriber acknowledged it', async () => {
-    const store = new GatedStore();
-    const { broker } = makeBroker({ store });
-    await broker.restore();
-    const sub = connected(broker, 'sub', { cleanSession: false });
-    sub.subscribe('r/#', 1);
-    sub.take();
+    const { store, broker } = await gatedBroker();
+    const sub = persistentSubscriber(broker, 'sub', 'r/#', 1);
     const pub = connected(broker, 'pub');
     pub.publish('r/1', 'kept', 1, { packetId: 4, retain: true });
     sub.puback(sub.takePublishes()[0]!.packetId!);
@@ -105,12 +110,8 @@ describe('durability through the Store port', () => {
   });
 
   it('[MQTT-4.3.3-2] sends PUBREC before the commit once the persistent subscriber completed its QoS 2 delivery', async () => {
-    const store = new GatedStore();
-    const { broker } = makeBroker({ store });
-    await broker.restore();
-    const sub = connected(broker, 'sub', { cleanSession: false });
-    sub.subscribe('q/#', 2);
-    sub.take();
+    const { store, broker } = await gatedBroker();
+    const sub = persistentSubscriber(broker, 'sub', 'q/#', 2);
     const pub = connected(broker, 'pub', { cleanSession: false });
     pub.publish('q/1', 'once', 2, { packetId: 5 });
     expect(pub.take()).toEqual([]);
@@ -127,9 +128,7 @@ describe('durability through the Store port', () => {
   });
 
   it('[MQTT-4.3.3-2] a persistent session gets PUBCOMP only once the store has forgotten the packet identifier', async () => {
-    const store = new GatedStore();
-    const { broker } = makeBroker({ store });
-    await broker.restore();
+    const { store, broker } = await gatedBroker();
     const pub = connected(broker, 'pub', { cleanSession: false });
     pub.publish('nobody/persistent', 'x', 2, { packetId: 7 });
     // Recorded (the identifier is held) but owed to no persistent session: PUBREC need not wait.
@@ -141,12 +140,8 @@ describe('durability through the Store port', () => {
   });
 
   it('releases a held PUBACK when the persistent session it waited for is discarded (clean session)', async () => {
-    const store = new GatedStore();
-    const { broker } = makeBroker({ store });
-    await broker.restore();
-    const sub = connected(broker, 'sub', { cleanSession: false });
-    sub.subscribe('d/#', 1);
-    sub.take();
+    const { store, broker } = await gatedBroker();
+    const sub = persistentSubscriber(broker, 'sub', 'd/#', 1);
     sub.peer.close(); // offline: the message is queued for it
     const pub = connected(broker, 'pub');
     pub.publish('d/1', 'one', 1, { packetId: 6 });
