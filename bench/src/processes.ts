@@ -194,7 +194,15 @@ export async function startBroker(
 
 /** Runs the load generator pinned to its CPU; resolves with its JSON result. */
 export async function runGenerator(spec: LoadSpec, timeoutMs: number): Promise<LoadResult> {
-  const child = spawnPinned(GENERATOR_CPU, [...NODE_TS, 'src/load/generator.ts', JSON.stringify(spec)]);
+  // BENCH_GEN_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/gen": node flags for the generator (diagnosis).
+  const flags = (process.env['BENCH_GEN_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
+  const child = spawnPinned(GENERATOR_CPU, [
+    NODE_TS[0]!,
+    ...flags,
+    ...NODE_TS.slice(1),
+    'src/load/generator.ts',
+    JSON.stringify(spec),
+  ]);
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (c: Buffer) => {
