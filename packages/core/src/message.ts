@@ -35,11 +35,6 @@ export const MessageState = {
 } as const;
 export type MessageState = (typeof MessageState)[keyof typeof MessageState];
 
-/**
- * An application message held by the broker: one object however many sessions it goes to. Its
- * PUBLISH is encoded at most once per QoS (and retain flag) and shared by every receiver
- * [ARCHITECTURE: encode a fan-out once].
- */
 /** A client holding acknowledgements until what they promise is stored (core's `Client`). */
 export interface AckWaiter {
   /** Sends the held acknowledgements that may go now, in order. */
@@ -55,6 +50,11 @@ export function isSettled(message: Message): boolean {
   return message.unsettledDeliveries === 0 && !message.retain;
 }
 
+/**
+ * An application message held by the broker: one object however many sessions it goes to. Its
+ * PUBLISH is encoded at most once per QoS (and retain flag) and shared by every receiver
+ * [ARCHITECTURE: encode a fan-out once].
+ */
 export class Message {
   /** Broker-wide unique id (the reference's MessageId). */
   readonly id: number;

@@ -150,10 +150,6 @@ export class Client implements ConnectionHandler {
   }
 
   /**
-   * Sends an acknowledgement, after `commit` resolves when one is given (the store has made durable
-   * what the acknowledgement promises), and never before an acknowledgement still waiting.
-   */
-  /**
    * Sends an acknowledgement once the commit it waits for (if any) resolves, after those before it.
    * One of a received message (`message`) may go before its commit: as soon as the message is
    * settled (see `isSettled`), that is, every persistent session it was recorded for acknowledged it
