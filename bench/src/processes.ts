@@ -40,10 +40,14 @@ function quote(arg: string): string {
  * Spawns `command` through bash with a raised open-files limit and pinned to `cpu`; `exec` keeps
  * the pid, so the returned child's pid is the program's own (for /proc readings).
  */
-export function spawnPinned(cpu: number, command: string[]): ChildProcess {
+export function spawnPinned(cpu: number, command: string[], env?: NodeJS.ProcessEnv): ChildProcess {
   const pin = HAS_TASKSET ? `taskset -c ${cpu} ` : '';
   const line = `ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec ${pin}${command.map(quote).join(' ')}`;
-  return spawn('bash', ['-c', line], { cwd: BENCH_DIR, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn('bash', ['-c', line], {
+    cwd: BENCH_DIR,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(env === undefined ? {} : { env: { ...process.env, ...env } }),
+  });
 }
 
 const NODE_TS = [process.execPath, '--conditions=@broker/source', '--import', 'tsx'];
@@ -192,17 +196,29 @@ export async function startBroker(
   };
 }
 
+/**
+ * glibc malloc settings for the generator: no trimming of the heap's top. Node allocates a buffer for
+ * every socket read (64 KiB under load); with glibc's default trimming the heap top is given back and
+ * taken again all the time, and every read then copies into fresh pages and page-faults. In f (1 MiB
+ * payloads) that made the generator, not the broker, the limit in some repetitions (its kernel time,
+ * `_copy_to_iter` with the faults, took 0.9-1.0 CPU while its JS thread idled), for every broker.
+ * The brokers run with the defaults, as their users run them.
+ */
+function generatorTunables(): string {
+  const noTrim = 'glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=268435456';
+  const inherited = process.env['GLIBC_TUNABLES'];
+  return inherited === undefined || inherited === '' ? noTrim : `${inherited}:${noTrim}`;
+}
+
 /** Runs the load generator pinned to its CPU; resolves with its JSON result. */
 export async function runGenerator(spec: LoadSpec, timeoutMs: number): Promise<LoadResult> {
   // BENCH_GEN_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/gen": node flags for the generator (diagnosis).
   const flags = (process.env['BENCH_GEN_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
-  const child = spawnPinned(GENERATOR_CPU, [
-    NODE_TS[0]!,
-    ...flags,
-    ...NODE_TS.slice(1),
-    'src/load/generator.ts',
-    JSON.stringify(spec),
-  ]);
+  const child = spawnPinned(
+    GENERATOR_CPU,
+    [NODE_TS[0]!, ...flags, ...NODE_TS.slice(1), 'src/load/generator.ts', JSON.stringify(spec)],
+    { GLIBC_TUNABLES: generatorTunables() },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (c: Buffer) => {
