@@ -1,7 +1,8 @@
-import type { Store } from '@broker/core';
+import type { QoS } from '@broker/codec';
+import type { Broker, Store } from '@broker/core';
 import { MemoryStore } from '@broker/core';
 import { describe, expect, it } from 'vitest';
-import { connected, makeBroker } from './helpers/harness.js';
+import { connected, makeBroker, type TestClient } from './helpers/harness.js';
 
 /** A MemoryStore whose commits complete only when the test says so. */
 class GatedStore extends MemoryStore {
@@ -23,10 +24,7 @@ class GatedStore extends MemoryStore {
 }
 
 /** A broker on a GatedStore, restored and ready. */
-async function gatedBroker(): Promise<{
-  store: GatedStore;
-  broker: ReturnType<typeof makeBroker>['broker'];
-}> {
+async function gatedBroker(): Promise<{ store: GatedStore; broker: Broker }> {
   const store = new GatedStore();
   const { broker } = makeBroker({ store });
   await broker.restore();
@@ -34,12 +32,7 @@ async function gatedBroker(): Promise<{
 }
 
 /** A client with a persistent session (clean session 0), subscribed to `filter`, SUBACK taken. */
-function persistentSubscriber(
-  broker: ReturnType<typeof makeBroker>['broker'],
-  clientId: string,
-  filter: string,
-  qos: 0 | 1 | 2,
-): ReturnType<typeof connected> {
+function persistentSubscriber(broker: Broker, clientId: string, filter: string, qos: QoS): TestClient {
   const sub = connected(broker, clientId, { cleanSession: false });
   sub.subscribe(filter, qos);
   sub.take();
